@@ -1,0 +1,177 @@
+//! Validators and conditional requests: ETag, `If-None-Match`,
+//! `If-Modified-Since` and the headers of a 304 (RFC 9110 §8.8, §13, §15.4.5).
+
+use std::time::SystemTime;
+
+use http::header::{
+    CACHE_CONTROL, CONTENT_LOCATION, DATE, ETAG, EXPIRES, IF_MODIFIED_SINCE, IF_NONE_MATCH, VARY,
+};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use sha2::{Digest, Sha256};
+
+/// The headers RFC 9110 §15.4.5 has a 304 carry, when a 200 would have.
+pub const NOT_MODIFIED_HEADERS: [HeaderName; 6] =
+    [CACHE_CONTROL, CONTENT_LOCATION, DATE, ETAG, EXPIRES, VARY];
+
+/// A strong ETag for `body`: the first 128 bits of its SHA-256, in hex,
+/// quoted. Computed once, when a response is stored.
+///
+/// ```
+/// let etag = strata_core::conditional::etag_for(b"hello");
+/// assert_eq!(etag, "\"2cf24dba5fb0a30e26e83b2ac5b9e29e\"");
+/// ```
+pub fn etag_for(body: &[u8]) -> HeaderValue {
+    let digest = Sha256::digest(body);
+    let mut quoted = [0u8; 34];
+    quoted[0] = b'"';
+    quoted[33] = b'"';
+    hex::encode_to_slice(&digest[..16], &mut quoted[1..33]).expect("32 hex digits fit");
+    HeaderValue::from_bytes(&quoted).expect("quoted hex is a valid header value")
+}
+
+/// The opaque part of an entity tag, without `W/` and quotes.
+fn opaque(tag: &[u8]) -> &[u8] {
+    let tag = tag.strip_prefix(b"W/").unwrap_or(tag);
+    tag.strip_prefix(b"\"")
+        .and_then(|t| t.strip_suffix(b"\""))
+        .unwrap_or(tag)
+}
+
+/// Whether the request's `If-None-Match` fields match `etag` by weak
+/// comparison (RFC 9110 §8.8.3.2): `*` matches any current representation,
+/// and each list member is compared without its `W/`.
+pub fn if_none_match_matches(request_headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    let current = opaque(etag.as_bytes());
+    request_headers.get_all(IF_NONE_MATCH).iter().any(|field| {
+        field.as_bytes().split(|&b| b == b',').any(|member| {
+            let member = member.trim_ascii();
+            member == b"*" || (!member.is_empty() && opaque(member) == current)
+        })
+    })
+}
+
+/// Whether a GET or HEAD with these headers should get 304 for a
+/// representation with these validators (RFC 9110 §13.2.2): `If-None-Match`
+/// decides when present, else `If-Modified-Since` against `last_modified`
+/// (an unparsable date is ignored, as the RFC says).
+pub fn is_not_modified(
+    request_headers: &HeaderMap,
+    etag: Option<&HeaderValue>,
+    last_modified: Option<SystemTime>,
+) -> bool {
+    if request_headers.contains_key(IF_NONE_MATCH) {
+        return etag.is_some_and(|etag| if_none_match_matches(request_headers, etag));
+    }
+    let (Some(since), Some(modified)) = (request_headers.get(IF_MODIFIED_SINCE), last_modified)
+    else {
+        return false;
+    };
+    let Some(since) = since.to_str().ok().and_then(|s| httpdate::parse_http_date(s).ok()) else {
+        return false;
+    };
+    // HTTP dates have whole seconds; compare at that resolution.
+    whole_seconds(modified) <= whole_seconds(since)
+}
+
+fn whole_seconds(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Copies the headers a 304 carries from the headers of the 200.
+pub fn copy_not_modified_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    for name in &NOT_MODIFIED_HEADERS {
+        for value in from.get_all(name) {
+            to.append(name.clone(), value.clone());
+        }
+    }
+}
+
+/// Formats `time` as an HTTP date (`Last-Modified`, `Date`).
+pub fn http_date(time: SystemTime) -> HeaderValue {
+    HeaderValue::try_from(httpdate::fmt_http_date(time)).expect("an HTTP date is a valid header")
+}
+
+/// Reads an HTTP date header (`Last-Modified`), if it parses.
+pub fn parse_http_date(value: &HeaderValue) -> Option<SystemTime> {
+    value.to_str().ok().and_then(|s| httpdate::parse_http_date(s).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn with(name: HeaderName, value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(name, HeaderValue::from_static(value));
+        headers
+    }
+
+    #[test]
+    fn etag_is_strong_quoted_and_stable() {
+        let a = etag_for(b"body");
+        assert_eq!(a, etag_for(b"body"));
+        assert_ne!(a, etag_for(b"body2"));
+        assert_eq!(a.len(), 34);
+        assert!(a.to_str().unwrap().starts_with('"'));
+    }
+
+    #[test]
+    fn weak_comparison_lists_and_star() {
+        let etag = HeaderValue::from_static("\"abc\"");
+        assert!(if_none_match_matches(&with(IF_NONE_MATCH, "\"abc\""), &etag));
+        assert!(if_none_match_matches(&with(IF_NONE_MATCH, "W/\"abc\""), &etag));
+        assert!(if_none_match_matches(&with(IF_NONE_MATCH, "\"x\", W/\"abc\""), &etag));
+        assert!(if_none_match_matches(&with(IF_NONE_MATCH, "*"), &etag));
+        assert!(!if_none_match_matches(&with(IF_NONE_MATCH, "\"abcd\""), &etag));
+        assert!(!if_none_match_matches(&with(IF_NONE_MATCH, ""), &etag));
+        assert!(!if_none_match_matches(&HeaderMap::new(), &etag));
+        let weak_stored = HeaderValue::from_static("W/\"abc\"");
+        assert!(if_none_match_matches(&with(IF_NONE_MATCH, "\"abc\""), &weak_stored));
+    }
+
+    #[test]
+    fn several_if_none_match_fields_are_one_list() {
+        let mut headers = with(IF_NONE_MATCH, "\"x\"");
+        headers.append(IF_NONE_MATCH, HeaderValue::from_static("\"abc\""));
+        assert!(if_none_match_matches(&headers, &HeaderValue::from_static("\"abc\"")));
+    }
+
+    #[test]
+    fn if_none_match_wins_over_if_modified_since() {
+        let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut headers = with(IF_NONE_MATCH, "\"other\"");
+        headers.insert(IF_MODIFIED_SINCE, http_date(modified + Duration::from_secs(10)));
+        let etag = HeaderValue::from_static("\"abc\"");
+        assert!(!is_not_modified(&headers, Some(&etag), Some(modified)));
+        headers.remove(IF_NONE_MATCH);
+        assert!(is_not_modified(&headers, Some(&etag), Some(modified)));
+    }
+
+    #[test]
+    fn if_modified_since_compares_whole_seconds_and_ignores_garbage() {
+        let modified = SystemTime::UNIX_EPOCH + Duration::from_millis(1_000_000_500);
+        let mut headers = HeaderMap::new();
+        headers.insert(IF_MODIFIED_SINCE, http_date(modified));
+        assert!(is_not_modified(&headers, None, Some(modified)));
+        headers.insert(IF_MODIFIED_SINCE, http_date(modified - Duration::from_secs(1)));
+        assert!(!is_not_modified(&headers, None, Some(modified)));
+        headers.insert(IF_MODIFIED_SINCE, HeaderValue::from_static("yesterday"));
+        assert!(!is_not_modified(&headers, None, Some(modified)));
+        assert!(!is_not_modified(&HeaderMap::new(), None, Some(modified)));
+    }
+
+    #[test]
+    fn not_modified_copies_only_the_listed_headers() {
+        let mut from = HeaderMap::new();
+        from.insert(ETAG, HeaderValue::from_static("\"a\""));
+        from.insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=1"));
+        from.insert(VARY, HeaderValue::from_static("accept-language"));
+        from.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        let mut to = HeaderMap::new();
+        copy_not_modified_headers(&from, &mut to);
+        assert_eq!(to.len(), 3);
+        assert!(!to.contains_key(http::header::CONTENT_TYPE));
+    }
+}

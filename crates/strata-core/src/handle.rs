@@ -1,0 +1,513 @@
+//! [`Cache`], its builder, and [`CacheHandle`]: what the application holds
+//! to invalidate, read figures and cache computed values.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::request::Parts;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::clock::{Clock, SystemClock};
+use crate::entry::{Entry, EntryKind, VariantRule};
+use crate::error::Error;
+use crate::flight::{Flights, Join};
+use crate::key::KeyBuilder;
+use crate::layer::CacheLayer;
+use crate::policy::CachePolicy;
+use crate::stats::{Stats, StatsSnapshot, bump};
+use crate::store::{Health, Invalidation, MemoryStore, Store};
+
+/// The default largest body the layer buffers and stores: 4 MiB.
+pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// How long the layer remembers that a URL's responses are not storable,
+/// unless set otherwise: 60 s.
+pub const DEFAULT_PASS_TTL: Duration = Duration::from_secs(60);
+
+/// Who is asking: a user id from the request, for per-user entries.
+///
+/// Implemented for every `Fn(&Parts) -> Option<String>`, so a closure
+/// reading an extension or a header is enough.
+pub trait UserResolver: Send + Sync + 'static {
+    /// The user id of this request, or `None` for an anonymous request.
+    fn user(&self, parts: &Parts) -> Option<String>;
+}
+
+impl<F> UserResolver for F
+where
+    F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+{
+    fn user(&self, parts: &Parts) -> Option<String> {
+        self(parts)
+    }
+}
+
+/// A stored response that a flight leader hands to its waiters, with the
+/// variant rule it was stored under (`None`: stored at the primary key).
+#[derive(Debug)]
+pub(crate) struct Filled {
+    pub(crate) entry: Arc<Entry>,
+    pub(crate) rule: Option<VariantRule>,
+}
+
+/// What a flight leader publishes: what it stored, or `None` when its
+/// response may not answer anyone else.
+pub(crate) type Outcome = Option<Arc<Filled>>;
+
+/// State shared by the layer, every service clone and every handle.
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) keys: KeyBuilder,
+    pub(crate) stats: Stats,
+    /// Moves on every invalidation; a fill that saw another value when it
+    /// began must not leave its entry behind.
+    pub(crate) generation: AtomicU64,
+    pub(crate) flights: Arc<Flights<Outcome>>,
+    pub(crate) value_flights: Arc<Flights<Option<Bytes>>>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) user: Option<Arc<dyn UserResolver>>,
+    pub(crate) default_policy: Option<CachePolicy>,
+    pub(crate) max_body: usize,
+    pub(crate) pass_ttl: Duration,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("store", &self.store)
+            .field("keys", &self.keys)
+            .field("default_policy", &self.default_policy)
+            .field("max_body", &self.max_body)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(crate) fn user_of(&self, parts: &Parts) -> Option<String> {
+        self.user.as_ref().and_then(|resolver| resolver.user(parts))
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Reads through the store; an error is counted and is a miss.
+    pub(crate) async fn get(&self, key: &str) -> Option<Arc<Entry>> {
+        match self.store.get(key).await {
+            Ok(entry) => entry,
+            Err(error) => {
+                bump(&self.stats.errors);
+                tracing::warn!(%error, "cache read failed; treating as a miss");
+                None
+            }
+        }
+    }
+
+    /// Writes `entries` (in order), then drops them again if an
+    /// invalidation happened since `generation` was read.
+    pub(crate) async fn put_all(&self, entries: &[Arc<Entry>], generation: u64) {
+        for entry in entries {
+            if let Err(error) = self.store.put(Arc::clone(entry)).await {
+                bump(&self.stats.errors);
+                tracing::warn!(%error, "cache write failed");
+            }
+        }
+        if self.generation() != generation {
+            for entry in entries {
+                let _ = self.store.delete(&entry.key).await;
+            }
+        }
+    }
+
+    pub(crate) async fn invalidate(&self, what: &Invalidation) -> Result<u64, Error> {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        bump(&self.stats.invalidations);
+        let result = match what {
+            Invalidation::Key(name) => {
+                let full = Invalidation::Key(self.keys.value_key(name));
+                self.store.invalidate(&full).await
+            }
+            _ => self.store.invalidate(what).await,
+        };
+        result.inspect_err(|error| {
+            bump(&self.stats.errors);
+            tracing::warn!(%error, "cache invalidation failed");
+        })
+    }
+}
+
+/// A configured cache: make its [`layer`](Cache::layer) and hand out
+/// [`handle`](Cache::handle)s.
+///
+/// ```
+/// use std::time::Duration;
+/// use axum::{Router, routing::get};
+/// use strata_core::{Cache, CachePolicy};
+///
+/// let cache = Cache::builder().prefix("thebot", "production").build();
+/// let app: Router = Router::new()
+///     .route("/api/materials/", get(|| async { "[]" })
+///         .layer(CachePolicy::public(Duration::from_secs(1800)).tag("materials")))
+///     .layer(cache.layer());
+/// let handle = cache.handle(); // for handlers: invalidate, stats, get_or_compute
+/// # let _ = (app, handle);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Cache {
+    shared: Arc<Shared>,
+}
+
+impl Cache {
+    /// A builder with the defaults: prefix `strata:development:`, a 256 MiB
+    /// memory store, no default policy (routes without a policy pass
+    /// through untouched).
+    pub fn builder() -> CacheBuilder {
+        CacheBuilder::default()
+    }
+
+    /// The tower layer to put in front of a service or an axum `Router`.
+    pub fn layer(&self) -> CacheLayer {
+        CacheLayer::new(Arc::clone(&self.shared))
+    }
+
+    /// A handle for invalidation, figures and `get_or_compute`.
+    pub fn handle(&self) -> CacheHandle {
+        CacheHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// Builds a [`Cache`].
+pub struct CacheBuilder {
+    keys: KeyBuilder,
+    max_key_len: Option<usize>,
+    memory_bytes: u64,
+    store: Option<Arc<dyn Store>>,
+    user: Option<Arc<dyn UserResolver>>,
+    default_policy: Option<CachePolicy>,
+    max_body: usize,
+    pass_ttl: Duration,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for CacheBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheBuilder")
+            .field("keys", &self.keys)
+            .field("memory_bytes", &self.memory_bytes)
+            .field("store", &self.store)
+            .field("default_policy", &self.default_policy)
+            .field("max_body", &self.max_body)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for CacheBuilder {
+    fn default() -> Self {
+        Self {
+            keys: KeyBuilder::new("strata", "development"),
+            max_key_len: None,
+            memory_bytes: crate::store::DEFAULT_MEMORY_BYTES,
+            store: None,
+            user: None,
+            default_policy: None,
+            max_body: DEFAULT_MAX_BODY,
+            pass_ttl: DEFAULT_PASS_TTL,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl CacheBuilder {
+    /// Prefixes every key with `{app}:{env}:` (default `strata:development:`),
+    /// so several apps and environments can share one Redis.
+    pub fn prefix(mut self, app: &str, env: &str) -> Self {
+        self.keys = KeyBuilder::new(app, env);
+        self
+    }
+
+    /// Keys longer than this are hashed (default
+    /// [`DEFAULT_MAX_KEY_LEN`](crate::key::DEFAULT_MAX_KEY_LEN)).
+    pub fn max_key_len(mut self, max_key_len: usize) -> Self {
+        self.max_key_len = Some(max_key_len);
+        self
+    }
+
+    /// The memory store's capacity in bytes (default 256 MiB). Ignored when
+    /// a [`store`](Self::store) is given.
+    pub fn memory(mut self, max_bytes: u64) -> Self {
+        self.memory_bytes = max_bytes;
+        self
+    }
+
+    /// Uses this store instead of a [`MemoryStore`] (for example the tiered
+    /// store of `strata-redis`).
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// How to tell who is asking, for [`CachePolicy::private`] routes. Without
+    /// it every request is anonymous, and private responses are never stored.
+    pub fn user(mut self, resolver: impl UserResolver) -> Self {
+        self.user = Some(Arc::new(resolver));
+        self
+    }
+
+    /// The policy for routes that declare none (default: none, so they pass
+    /// through untouched).
+    pub fn default_policy(mut self, policy: CachePolicy) -> Self {
+        self.default_policy = Some(policy);
+        self
+    }
+
+    /// The largest body the layer buffers and stores (default
+    /// [`DEFAULT_MAX_BODY`]). Larger bodies, and bodies of unknown length,
+    /// are streamed through without being buffered.
+    pub fn max_body(mut self, max_body: usize) -> Self {
+        self.max_body = max_body;
+        self
+    }
+
+    /// How long the layer remembers that a URL's responses are not storable
+    /// (default [`DEFAULT_PASS_TTL`]). While it does, requests for the URL go
+    /// straight to the service instead of waiting on each other.
+    pub fn pass_ttl(mut self, pass_ttl: Duration) -> Self {
+        self.pass_ttl = pass_ttl;
+        self
+    }
+
+    /// The clock for freshness, `Age` and `Last-Modified` (default the
+    /// system clock; tests pass a [`MockClock`](crate::MockClock)).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Builds the cache.
+    pub fn build(self) -> Cache {
+        let keys = match self.max_key_len {
+            Some(max) => self.keys.max_len(max),
+            None => self.keys,
+        };
+        let store = self
+            .store
+            .unwrap_or_else(|| Arc::new(MemoryStore::new(self.memory_bytes)));
+        Cache {
+            shared: Arc::new(Shared {
+                store,
+                keys,
+                stats: Stats::default(),
+                generation: AtomicU64::new(0),
+                flights: Arc::default(),
+                value_flights: Arc::default(),
+                clock: self.clock,
+                user: self.user,
+                default_policy: self.default_policy,
+                max_body: self.max_body,
+                pass_ttl: self.pass_ttl,
+            }),
+        }
+    }
+}
+
+/// A cheap, cloneable handle on a [`Cache`], for handlers and background
+/// jobs: invalidate, read and reset figures, cache computed values.
+///
+/// Every `invalidate_*` returns once the store has dropped the entries; a
+/// response that was being computed when it was called is not stored
+/// afterwards.
+#[derive(Debug, Clone)]
+pub struct CacheHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl CacheHandle {
+    /// Drops what `what` names; returns how many entries the store dropped.
+    pub async fn invalidate(&self, what: &Invalidation) -> Result<u64, Error> {
+        self.shared.invalidate(what).await
+    }
+
+    /// Drops the value cached under `name` by [`get_or_compute`](Self::get_or_compute).
+    pub async fn invalidate_key(&self, name: &str) -> Result<u64, Error> {
+        self.invalidate(&Invalidation::Key(name.to_owned())).await
+    }
+
+    /// Drops every cached response under this URL's path: all query
+    /// strings, users and variants.
+    pub async fn invalidate_url(&self, url: &str) -> Result<u64, Error> {
+        self.invalidate(&Invalidation::Url(url.to_owned())).await
+    }
+
+    /// Drops every entry tagged `tag`.
+    pub async fn invalidate_tag(&self, tag: &str) -> Result<u64, Error> {
+        self.invalidate(&Invalidation::Tag(tag.to_owned())).await
+    }
+
+    /// Drops every entry carrying any of `tags`.
+    pub async fn invalidate_tags<I, T>(&self, tags: I) -> Result<u64, Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        let tags = tags.into_iter().map(Into::into).collect();
+        self.invalidate(&Invalidation::Tags(tags)).await
+    }
+
+    /// Drops every entry whose URL (or value name) starts with `prefix`.
+    pub async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, Error> {
+        self.invalidate(&Invalidation::Prefix(prefix.to_owned())).await
+    }
+
+    /// Drops every entry of one user: private responses and values named
+    /// with [`KeyBuilder::user_name`]. Call it on logout.
+    pub async fn invalidate_user(&self, user: &str) -> Result<u64, Error> {
+        self.invalidate(&Invalidation::User(user.to_owned())).await
+    }
+
+    /// Drops everything.
+    pub async fn clear(&self) -> Result<u64, Error> {
+        self.invalidate(&Invalidation::All).await
+    }
+
+    /// The counters and the store's figures, now.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot(self.shared.store.stats())
+    }
+
+    /// Sets the counters back to zero (stored entries stay).
+    pub fn reset_stats(&self) {
+        self.shared.stats.reset();
+    }
+
+    /// Probes every store layer.
+    pub async fn health(&self) -> Vec<Health> {
+        self.shared.store.health().await
+    }
+
+    /// The key builder, for keys that match the cache's own.
+    pub fn keys(&self) -> &KeyBuilder {
+        &self.shared.keys
+    }
+
+    /// The store behind the cache.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.shared.store
+    }
+
+    /// The cached value of `name`, or `compute`'s result, stored for `ttl`.
+    ///
+    /// Values are stored as JSON. Concurrent calls for one name run
+    /// `compute` once; the others wait for it. A stored value that no
+    /// longer deserialises as `T` is recomputed. If the value cannot be
+    /// serialised it is returned but not stored (and counted as an error).
+    ///
+    /// ```
+    /// # tokio_test_block_on(async {
+    /// use std::time::Duration;
+    /// let handle = strata_core::Cache::builder().build().handle();
+    /// let count: u64 = handle
+    ///     .get_or_compute("active_users", Duration::from_secs(600), || async { 42 })
+    ///     .await;
+    /// assert_eq!(count, 42);
+    /// # });
+    /// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+    /// # }
+    /// ```
+    pub async fn get_or_compute<T, F, Fut>(&self, name: &str, ttl: Duration, compute: F) -> T
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let result = self
+            .try_get_or_compute(name, ttl, || async { Ok::<T, Infallible>(compute().await) })
+            .await;
+        match result {
+            Ok(value) => value,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Like [`get_or_compute`](Self::get_or_compute) for a computation that
+    /// can fail: an error is returned to this caller and nothing is stored.
+    pub async fn try_get_or_compute<T, E, F, Fut>(
+        &self,
+        name: &str,
+        ttl: Duration,
+        compute: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let shared = &self.shared;
+        let key = shared.keys.value_key(name);
+        loop {
+            let generation = shared.generation();
+            if let Some(value) = self.stored_value::<T>(&key).await {
+                bump(&shared.stats.hits);
+                return Ok(value);
+            }
+            match shared.value_flights.join(&key, generation) {
+                Join::Waiter(waiter) => {
+                    bump(&shared.stats.coalesced);
+                    if let Some(Some(json)) = waiter.wait().await
+                        && let Ok(value) = serde_json::from_slice(&json)
+                    {
+                        bump(&shared.stats.hits);
+                        return Ok(value);
+                    }
+                    // The leader failed or went away: look again, and lead.
+                }
+                Join::Leader(leader) => {
+                    bump(&shared.stats.misses);
+                    let value = compute().await?;
+                    let json = match serde_json::to_vec(&value) {
+                        Ok(json) => Bytes::from(json),
+                        Err(error) => {
+                            bump(&shared.stats.errors);
+                            tracing::warn!(%error, "get_or_compute value is not serialisable");
+                            leader.complete(None);
+                            return Ok(value);
+                        }
+                    };
+                    let entry = Arc::new(Entry {
+                        key: key.clone(),
+                        name: name.to_owned(),
+                        user: KeyBuilder::user_of_name(name),
+                        tags: Vec::new(),
+                        stored_at: shared.clock.now(),
+                        ttl,
+                        stale: Duration::ZERO,
+                        kind: EntryKind::Value(json.clone()),
+                    });
+                    shared.put_all(&[entry], generation).await;
+                    bump(&shared.stats.stores);
+                    leader.complete(Some(json));
+                    return Ok(value);
+                }
+            }
+        }
+    }
+
+    async fn stored_value<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+        let entry = self.shared.get(key).await?;
+        if !entry.is_fresh(self.shared.clock.now()) {
+            return None;
+        }
+        match &entry.kind {
+            EntryKind::Value(json) => serde_json::from_slice(json).ok(),
+            _ => None,
+        }
+    }
+}

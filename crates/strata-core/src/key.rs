@@ -1,0 +1,371 @@
+//! Cache keys: one consistent, bounded layout for every layer and instance.
+//!
+//! ```text
+//! {app}:{env}:http:{path}?{sorted query}             a URL's primary key
+//! {primary}#u={user}#h={name}={value}...             one of its variants
+//! {app}:{env}:{name}                                 a get_or_compute value
+//! {app}:{env}:sha256:{64 hex}                        any of the above, when too long
+//! ```
+//!
+//! `#` cannot occur in a request target (fragments are never sent), and
+//! `#` and `%` are percent-encoded in users and header values, so distinct
+//! inputs never build the same key.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, Uri};
+use sha2::{Digest, Sha256};
+
+/// Builds every key strata stores under (the seed's `make_key` / `user_key`).
+///
+/// Cloning is cheap. Keys longer than [`max_len`](Self::max_len) are replaced
+/// by the prefix and the SHA-256 of the whole key, so a key never exceeds the
+/// bound and stays unique.
+///
+/// ```
+/// use strata_core::KeyBuilder;
+///
+/// let keys = KeyBuilder::new("thebot", "production");
+/// assert_eq!(keys.make_key(&["materials", "list"]), "thebot:production:materials:list");
+/// assert_eq!(keys.user_key("dashboard", "42"), "thebot:production:user:42:dashboard");
+/// let uri = "/api/materials/?b=2&a=1".parse().unwrap();
+/// assert_eq!(keys.url_key(&uri), "thebot:production:http:/api/materials/?a=1&b=2");
+/// ```
+#[derive(Debug, Clone)]
+pub struct KeyBuilder {
+    prefix: Arc<str>,
+    max_len: usize,
+}
+
+/// The bound above which keys are hashed, unless set otherwise.
+pub const DEFAULT_MAX_KEY_LEN: usize = 250;
+
+const HASH_MARK: &str = "sha256:";
+const HTTP_MARK: &str = "http:";
+const USER_MARK: &str = "user:";
+
+impl KeyBuilder {
+    /// Keys prefixed with `{app}:{env}:`, as in `thebot:production:`.
+    pub fn new(app: &str, env: &str) -> Self {
+        Self::with_prefix(format!("{app}:{env}:"))
+    }
+
+    /// Keys prefixed with exactly `prefix`.
+    pub fn with_prefix(prefix: impl Into<String>) -> Self {
+        let prefix: String = prefix.into();
+        Self {
+            prefix: prefix.into(),
+            max_len: DEFAULT_MAX_KEY_LEN,
+        }
+    }
+
+    /// Sets the length above which keys are hashed (default
+    /// [`DEFAULT_MAX_KEY_LEN`]). It never goes below what a hashed key needs.
+    pub fn max_len(mut self, max_len: usize) -> Self {
+        self.max_len = max_len.max(self.prefix.len() + HASH_MARK.len() + 64);
+        self
+    }
+
+    /// The prefix every key starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The configured bound.
+    pub fn max_key_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// `{prefix}{parts joined by ':'}`.
+    pub fn make_key(&self, parts: &[&str]) -> String {
+        self.value_key(&parts.join(":"))
+    }
+
+    /// `{prefix}user:{user}:{name}`: a value that belongs to one user, dropped
+    /// by [`CacheHandle::invalidate_user`](crate::CacheHandle::invalidate_user).
+    pub fn user_key(&self, name: &str, user: &str) -> String {
+        self.value_key(&Self::user_name(name, user))
+    }
+
+    /// `user:{user}:{name}`, the name [`user_key`](Self::user_key) prefixes.
+    pub fn user_name(name: &str, user: &str) -> String {
+        let mut out = String::with_capacity(USER_MARK.len() + user.len() + 1 + name.len());
+        out.push_str(USER_MARK);
+        push_escaped(&mut out, user.as_bytes());
+        out.push(':');
+        out.push_str(name);
+        out
+    }
+
+    /// The user a name made by [`user_name`](Self::user_name) belongs to.
+    pub fn user_of_name(name: &str) -> Option<String> {
+        let rest = name.strip_prefix(USER_MARK)?;
+        let (escaped, _) = rest.split_once(':')?;
+        Some(unescape(escaped))
+    }
+
+    /// `{prefix}{name}`, bounded: the key of a `get_or_compute` value.
+    pub fn value_key(&self, name: &str) -> String {
+        let mut key = String::with_capacity(self.prefix.len() + name.len());
+        key.push_str(&self.prefix);
+        key.push_str(name);
+        self.bound(key)
+    }
+
+    /// The primary key of a URL: `{prefix}http:{normalised URL}`, bounded.
+    pub fn url_key(&self, uri: &Uri) -> String {
+        let path = uri.path();
+        let query = uri.query().unwrap_or("");
+        let mut key =
+            String::with_capacity(self.prefix.len() + HTTP_MARK.len() + path.len() + query.len() + 1);
+        key.push_str(&self.prefix);
+        key.push_str(HTTP_MARK);
+        push_normalized(&mut key, path, query);
+        self.bound(key)
+    }
+
+    /// The key of one variant of a URL: its primary key, the user (for
+    /// per-user resources) and the request's values of the `vary` headers.
+    pub fn variant_key(
+        &self,
+        primary: &str,
+        user: Option<&str>,
+        vary: &[HeaderName],
+        request_headers: &HeaderMap,
+    ) -> String {
+        let mut key = String::with_capacity(primary.len() + 32);
+        key.push_str(primary);
+        if let Some(user) = user {
+            key.push_str("#u=");
+            push_escaped(&mut key, user.as_bytes());
+        }
+        for name in vary {
+            key.push_str("#h=");
+            key.push_str(name.as_str());
+            let mut values = request_headers.get_all(name).iter().peekable();
+            if values.peek().is_some() {
+                key.push('=');
+            }
+            let mut first = true;
+            for value in values {
+                if !first {
+                    key.push(',');
+                }
+                first = false;
+                push_escaped(&mut key, trim(value.as_bytes()));
+            }
+        }
+        self.bound(key)
+    }
+
+    fn bound(&self, key: String) -> String {
+        if key.len() <= self.max_len {
+            return key;
+        }
+        let digest = Sha256::digest(key.as_bytes());
+        let mut hashed = String::with_capacity(self.prefix.len() + HASH_MARK.len() + 64);
+        hashed.push_str(&self.prefix);
+        hashed.push_str(HASH_MARK);
+        hashed.push_str(&hex::encode(digest));
+        hashed
+    }
+}
+
+/// The normalised form of a request target: its path, then `?` and the
+/// query's non-empty parameters sorted by name (the order of repeated
+/// names is kept), or the path alone when there are none.
+///
+/// ```
+/// let uri = "/a/?z=1&&a=2&a=1".parse().unwrap();
+/// assert_eq!(strata_core::key::normalize_url(&uri), "/a/?a=2&a=1&z=1");
+/// ```
+pub fn normalize_url(uri: &Uri) -> String {
+    let mut out = String::new();
+    push_normalized(&mut out, uri.path(), uri.query().unwrap_or(""));
+    out
+}
+
+/// The path part of a normalised URL or name: everything before `?`.
+pub fn path_of(name: &str) -> &str {
+    name.split_once('?').map_or(name, |(path, _)| path)
+}
+
+fn push_normalized(out: &mut String, path: &str, query: &str) {
+    out.push_str(if path.is_empty() { "/" } else { path });
+    if query.is_empty() {
+        return;
+    }
+    let already_normal = !query.split('&').any(str::is_empty)
+        && query
+            .split('&')
+            .zip(query.split('&').skip(1))
+            .all(|(a, b)| name_of(a) <= name_of(b));
+    if already_normal {
+        out.push('?');
+        out.push_str(query);
+        return;
+    }
+    let mut pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+    if pairs.is_empty() {
+        return;
+    }
+    pairs.sort_by(|a, b| name_of(a).cmp(name_of(b)));
+    out.push('?');
+    for (i, pair) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.push_str(pair);
+    }
+}
+
+/// Undoes [`push_escaped`]; malformed escapes are kept as they are.
+fn unescape(escaped: &str) -> String {
+    let bytes = escaped.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = (bytes[i] == b'%')
+            .then(|| escaped.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match decoded {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn name_of(pair: &str) -> &str {
+    pair.split_once('=').map_or(pair, |(name, _)| name)
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |i| i + 1);
+    &bytes[start..end]
+}
+
+/// Appends `bytes`, percent-encoding `#`, `%`, `:` and anything that is not
+/// visible ASCII, so that user ids and header values cannot forge a separator.
+fn push_escaped(out: &mut String, bytes: &[u8]) {
+    for &byte in bytes {
+        if byte.is_ascii_graphic() && !matches!(byte, b'#' | b'%' | b':') {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+    use std::collections::HashSet;
+
+    fn keys() -> KeyBuilder {
+        KeyBuilder::new("thebot", "production")
+    }
+
+    #[test]
+    fn prefix_has_app_and_env() {
+        assert_eq!(keys().prefix(), "thebot:production:");
+        assert_eq!(keys().make_key(&["materials", "list"]), "thebot:production:materials:list");
+    }
+
+    #[test]
+    fn same_input_same_key() {
+        let a: Uri = "/api/x/?b=1&a=2".parse().unwrap();
+        let b: Uri = "/api/x/?a=2&b=1".parse().unwrap();
+        assert_eq!(keys().url_key(&a), keys().url_key(&b));
+        assert_eq!(keys().url_key(&a), keys().url_key(&a));
+    }
+
+    #[test]
+    fn query_normalisation_keeps_repeated_order_and_drops_empties() {
+        let uri: Uri = "/p?b=1&&a=2&a=1&".parse().unwrap();
+        assert_eq!(normalize_url(&uri), "/p?a=2&a=1&b=1");
+        let bare: Uri = "/p?".parse().unwrap();
+        assert_eq!(normalize_url(&bare), "/p");
+        let empty: Uri = "/p?&&".parse().unwrap();
+        assert_eq!(normalize_url(&empty), "/p");
+    }
+
+    #[test]
+    fn different_urls_users_and_headers_make_different_keys() {
+        let k = keys();
+        let mut headers_en = HeaderMap::new();
+        headers_en.insert("accept-language", HeaderValue::from_static("en"));
+        let mut headers_de = HeaderMap::new();
+        headers_de.insert("accept-language", HeaderValue::from_static("de"));
+        let vary = [HeaderName::from_static("accept-language")];
+        let primary = k.url_key(&"/a".parse().unwrap());
+        let all = [
+            primary.clone(),
+            k.url_key(&"/a?x=1".parse().unwrap()),
+            k.url_key(&"/b".parse().unwrap()),
+            k.variant_key(&primary, Some("1"), &[], &HeaderMap::new()),
+            k.variant_key(&primary, Some("2"), &[], &HeaderMap::new()),
+            k.variant_key(&primary, Some("1#h=x"), &[], &HeaderMap::new()),
+            k.variant_key(&primary, None, &vary, &headers_en),
+            k.variant_key(&primary, None, &vary, &headers_de),
+            k.variant_key(&primary, None, &vary, &HeaderMap::new()),
+            k.variant_key(&primary, Some("1"), &vary, &headers_en),
+            k.make_key(&["a"]),
+            k.user_key("a", "1"),
+            k.user_key("a", "2"),
+        ];
+        let unique: HashSet<_> = all.iter().collect();
+        assert_eq!(unique.len(), all.len(), "{all:#?}");
+    }
+
+    #[test]
+    fn separators_in_user_ids_are_escaped() {
+        let k = keys();
+        let key = k.variant_key("p", Some("a#u=b"), &[], &HeaderMap::new());
+        assert_eq!(key, "p#u=a%23u=b");
+        assert_eq!(KeyBuilder::user_name("x", "1:2"), "user:1%3A2:x");
+        assert_eq!(KeyBuilder::user_of_name("user:1%3A2:x").as_deref(), Some("1:2"));
+        assert_eq!(KeyBuilder::user_of_name("users:1"), None);
+    }
+
+    #[test]
+    fn long_keys_are_hashed_to_a_bounded_unique_length() {
+        let k = keys();
+        let long_a = format!("/{}", "a".repeat(1000));
+        let long_b = format!("/{}b", "a".repeat(999));
+        let key_a = k.url_key(&long_a.parse().unwrap());
+        let key_b = k.url_key(&long_b.parse().unwrap());
+        assert!(key_a.len() <= DEFAULT_MAX_KEY_LEN);
+        assert!(key_a.starts_with("thebot:production:sha256:"));
+        assert_ne!(key_a, key_b);
+        assert_eq!(key_a, k.url_key(&long_a.parse().unwrap()));
+        let short = k.url_key(&"/short".parse().unwrap());
+        assert!(!short.contains("sha256"));
+    }
+
+    #[test]
+    fn max_len_never_drops_below_a_hashed_key() {
+        let k = keys().max_len(1);
+        assert_eq!(k.max_key_len(), "thebot:production:sha256:".len() + 64);
+        let key = k.make_key(&[&"x".repeat(100)]);
+        assert!(key.len() <= k.max_key_len());
+        assert!(key.starts_with("thebot:production:sha256:"));
+        assert_eq!(k.make_key(&["short"]), "thebot:production:short");
+    }
+
+    #[test]
+    fn path_of_strips_the_query() {
+        assert_eq!(path_of("/a/b?x=1"), "/a/b");
+        assert_eq!(path_of("/a/b"), "/a/b");
+    }
+}

@@ -1,0 +1,67 @@
+//! The core of [strata](https://docs.rs/strata): a multi-layer HTTP response
+//! cache for tower and axum.
+//!
+//! Most users depend on the `strata` facade, which re-exports this crate.
+//! The pieces, one concept per module:
+//!
+//! - [`policy`]: [`CachePolicy`] (who may reuse a response, for how long,
+//!   under which tags) and [`Invalidates`] (what a write makes stale);
+//! - [`key`]: the [`KeyBuilder`] every layer and instance agrees on;
+//! - [`conditional`]: ETags, `If-None-Match`, `If-Modified-Since`, 304;
+//! - [`entry`] and [`store`]: what is stored and where ([`Store`],
+//!   [`MemoryStore`]);
+//! - [`Cache`], [`CacheLayer`], [`CacheService`] and [`CacheHandle`]: the
+//!   middleware and the application's handle on it;
+//! - [`Stats`] and [`Config`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use axum::{Router, routing::{get, put}};
+//! use strata_core::{Cache, CachePolicy, Invalidates};
+//!
+//! let cache = Cache::builder()
+//!     .prefix("thebot", "production")
+//!     .user(|parts: &http::request::Parts| {
+//!         parts.headers.get("x-user").and_then(|v| v.to_str().ok()).map(str::to_owned)
+//!     })
+//!     .build();
+//! let app: Router = Router::new()
+//!     .route("/api/materials/", get(|| async { "[]" })
+//!         .layer(CachePolicy::public(Duration::from_secs(1800)).tag("materials")))
+//!     .route("/api/materials/{id}/", put(|| async { "ok" })
+//!         .layer(Invalidates::tags(["materials"])))
+//!     .route("/api/dashboard/", get(|| async { "mine" })
+//!         .layer(CachePolicy::private(Duration::from_secs(300))))
+//!     .layer(cache.layer());
+//! # let _ = app;
+//! ```
+
+mod annotate;
+mod body;
+mod clock;
+mod config;
+pub mod conditional;
+pub mod entry;
+mod error;
+mod flight;
+mod handle;
+pub mod key;
+mod layer;
+pub mod policy;
+mod service;
+mod stats;
+pub mod store;
+
+pub use annotate::{Annotate, AnnotateFuture};
+pub use body::{BoxError, CacheBody};
+pub use clock::{Clock, MockClock, SystemClock};
+pub use config::{Config, TtlProfiles};
+pub use entry::{CachedResponse, Entry, EntryKind, VariantRule};
+pub use error::{Error, Result};
+pub use handle::{Cache, CacheBuilder, CacheHandle, DEFAULT_MAX_BODY, DEFAULT_PASS_TTL, UserResolver};
+pub use key::KeyBuilder;
+pub use layer::CacheLayer;
+pub use policy::{CachePolicy, Invalidates, Scope};
+pub use service::{CACHE_STATUS, CacheService, ResponseFuture, STORABLE_STATUSES};
+pub use stats::{Stats, StatsSnapshot};
+pub use store::{Health, Invalidation, MemoryStore, Store, StoreStats};

@@ -1,0 +1,244 @@
+//! Per-route declarations: how a GET response may be reused ([`CachePolicy`])
+//! and what a successful write makes stale ([`Invalidates`]).
+//!
+//! Both travel as response extensions. With axum, `Router::layer` puts the
+//! cache *outside* a route's own layers, so the cache only learns a route's
+//! policy from the response it produces; that is why these are layers that
+//! stamp the response (and why a handler may stamp its own response instead,
+//! for example to add a tag that depends on a path parameter).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use tower_layer::Layer;
+
+use crate::annotate::Annotate;
+
+/// Who may reuse a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Scope {
+    /// Any client may be served the stored response (`public, max-age=N`).
+    Public,
+    /// Stored per user, under that user's key only (`private, max-age=N`).
+    /// A request without a user identity is never served such an entry.
+    Private,
+    /// Never stored, but given an ETag so clients revalidate with 304
+    /// (`no-cache`).
+    NoCache,
+    /// Never stored and never revalidated (`no-store`).
+    NoStore,
+}
+
+/// How a route's GET responses may be cached.
+///
+/// Attach it to a route as a layer (`get(handler).layer(policy)`), set it as
+/// a response extension from the handler, or make it the cache's default
+/// with [`CacheBuilder::default_policy`](crate::CacheBuilder::default_policy).
+/// A policy set by the handler wins over the route layer's.
+///
+/// Cloning is cheap (one reference count).
+///
+/// ```
+/// use std::time::Duration;
+/// use strata_core::CachePolicy;
+///
+/// let list = CachePolicy::public(Duration::from_secs(1800)).tag("materials");
+/// assert_eq!(list.cache_control(), "public, max-age=1800");
+/// let mine = CachePolicy::private(Duration::from_secs(300));
+/// assert_eq!(mine.cache_control(), "private, max-age=300");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachePolicy {
+    inner: Arc<PolicyInner>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PolicyInner {
+    scope: Scope,
+    ttl: Duration,
+    tags: Vec<String>,
+    vary: Vec<HeaderName>,
+    cache_control: HeaderValue,
+}
+
+impl CachePolicy {
+    fn new(scope: Scope, ttl: Duration) -> Self {
+        let mut inner = PolicyInner {
+            scope,
+            ttl,
+            tags: Vec::new(),
+            vary: Vec::new(),
+            cache_control: HeaderValue::from_static("no-store"),
+        };
+        inner.cache_control = render_cache_control(scope, ttl);
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Reusable by everyone for `ttl`: `Cache-Control: public, max-age=N`.
+    pub fn public(ttl: Duration) -> Self {
+        Self::new(Scope::Public, ttl)
+    }
+
+    /// Reusable by one user for `ttl`, stored under that user's key:
+    /// `Cache-Control: private, max-age=N`. The user comes from
+    /// [`CacheBuilder::user`](crate::CacheBuilder::user); requests without
+    /// one pass through uncached.
+    pub fn private(ttl: Duration) -> Self {
+        Self::new(Scope::Private, ttl)
+    }
+
+    /// Never stored; the response still gets an ETag and conditional
+    /// requests get 304: `Cache-Control: no-cache`.
+    pub fn no_cache() -> Self {
+        Self::new(Scope::NoCache, Duration::ZERO)
+    }
+
+    /// Never stored, no validators added: `Cache-Control: no-store`.
+    pub fn no_store() -> Self {
+        Self::new(Scope::NoStore, Duration::ZERO)
+    }
+
+    /// Adds a tag, so [`CacheHandle::invalidate_tag`](crate::CacheHandle::invalidate_tag)
+    /// drops the stored response.
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.inner).tags.push(tag.into());
+        self
+    }
+
+    /// Adds several tags at once.
+    pub fn tags<I, T>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        Arc::make_mut(&mut self.inner)
+            .tags
+            .extend(tags.into_iter().map(Into::into));
+        self
+    }
+
+    /// Stores a separate variant per value of this request header (for
+    /// example `accept-language`), and sends `Vary` with its name.
+    pub fn vary(mut self, header: HeaderName) -> Self {
+        let inner = Arc::make_mut(&mut self.inner);
+        if !inner.vary.contains(&header) {
+            inner.vary.push(header);
+            inner.vary.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        }
+        self
+    }
+
+    /// Who may reuse the response.
+    pub fn scope(&self) -> Scope {
+        self.inner.scope
+    }
+
+    /// How long a stored response stays fresh.
+    pub fn ttl(&self) -> Duration {
+        self.inner.ttl
+    }
+
+    /// The tags stored with the response.
+    pub fn tag_list(&self) -> &[String] {
+        &self.inner.tags
+    }
+
+    /// The request headers that select a variant, sorted by name.
+    pub fn vary_headers(&self) -> &[HeaderName] {
+        &self.inner.vary
+    }
+
+    /// The `Cache-Control` value the layer writes for this policy.
+    pub fn cache_control(&self) -> &HeaderValue {
+        &self.inner.cache_control
+    }
+
+    /// Whether responses under this policy are ever stored.
+    pub fn is_storable(&self) -> bool {
+        matches!(self.inner.scope, Scope::Public | Scope::Private) && !self.inner.ttl.is_zero()
+    }
+}
+
+fn render_cache_control(scope: Scope, ttl: Duration) -> HeaderValue {
+    let value = match scope {
+        Scope::Public => format!("public, max-age={}", ttl.as_secs()),
+        Scope::Private => format!("private, max-age={}", ttl.as_secs()),
+        Scope::NoCache => return HeaderValue::from_static("no-cache"),
+        Scope::NoStore => return HeaderValue::from_static("no-store"),
+    };
+    HeaderValue::try_from(value).expect("digits and ASCII are a valid header value")
+}
+
+impl<S> Layer<S> for CachePolicy {
+    type Service = Annotate<S, CachePolicy>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Annotate::new(inner, self.clone())
+    }
+}
+
+/// What a successful unsafe request (POST, PUT, PATCH, DELETE) makes stale,
+/// beyond its own URL, which the layer always invalidates (RFC 9111 §4.4).
+///
+/// Attach it to the write route as a layer, or set it as a response
+/// extension from the handler when the tags depend on the request.
+///
+/// ```
+/// use strata_core::Invalidates;
+///
+/// let on_update = Invalidates::tags(["materials"]).tag("material:42").url("/api/materials/");
+/// assert_eq!(on_update.tag_list(), ["materials", "material:42"]);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Invalidates {
+    tags: Vec<String>,
+    urls: Vec<String>,
+}
+
+impl Invalidates {
+    /// Invalidates these tags.
+    pub fn tags<I, T>(tags: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        Self {
+            tags: tags.into_iter().map(Into::into).collect(),
+            urls: Vec::new(),
+        }
+    }
+
+    /// Adds one more tag.
+    pub fn tag(mut self, tag: impl Into<String>) -> Self {
+        self.tags.push(tag.into());
+        self
+    }
+
+    /// Also invalidates every cached response under this URL's path.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.urls.push(url.into());
+        self
+    }
+
+    /// The tags to invalidate.
+    pub fn tag_list(&self) -> &[String] {
+        &self.tags
+    }
+
+    /// The extra URLs to invalidate.
+    pub fn url_list(&self) -> &[String] {
+        &self.urls
+    }
+}
+
+impl<S> Layer<S> for Invalidates {
+    type Service = Annotate<S, Invalidates>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Annotate::new(inner, self.clone())
+    }
+}

@@ -1,0 +1,963 @@
+//! [`CacheService`]: the middleware itself.
+//!
+//! A GET or HEAD first tries the store's in-process layer synchronously;
+//! a fresh entry is answered right there, with no boxed future. Anything
+//! else takes the slow path: look up through every layer, join or lead the
+//! single flight for the key, call the inner service, decide from the
+//! response's policy whether and where to store it.
+//!
+//! A route's policy arrives with its first response, so the cache learns
+//! how a URL varies from that response and stores the lesson at the URL's
+//! primary key (a [`VariantRule`]): shared responses live at the primary key
+//! itself; per-user or `Vary` responses live at variant keys that the rule
+//! tells how to build. A request for a per-user URL without a user never
+//! reaches a stored variant.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{
+    AGE, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, LAST_MODIFIED, SET_COOKIE, VARY,
+};
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::BodyExt;
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use crate::body::{BoxError, CacheBody};
+use crate::conditional::{self, copy_not_modified_headers, etag_for, http_date, is_not_modified};
+use crate::entry::{CachedResponse, Entry, EntryKind, VariantRule};
+use crate::flight::Join;
+use crate::handle::{Filled, Outcome, Shared};
+use crate::key::normalize_url;
+use crate::policy::{CachePolicy, Invalidates, Scope};
+use crate::stats::bump;
+use crate::store::{BoxFuture, Invalidation};
+
+/// The `Cache-Status` response header (RFC 9211).
+pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// Status codes whose responses the layer stores under a public or private
+/// policy: success and permanent redirects. Errors (404 included) are not
+/// stored, so a created resource is not hidden behind a cached 404.
+pub const STORABLE_STATUSES: [StatusCode; 6] = [
+    StatusCode::OK,
+    StatusCode::NON_AUTHORITATIVE_INFORMATION,
+    StatusCode::NO_CONTENT,
+    StatusCode::MULTIPLE_CHOICES,
+    StatusCode::MOVED_PERMANENTLY,
+    StatusCode::PERMANENT_REDIRECT,
+];
+
+/// How often one request goes round lookup and flight before it stops
+/// waiting on others and asks the inner service itself.
+const MAX_ROUNDS: usize = 4;
+
+/// The middleware. Built by [`CacheLayer`](crate::CacheLayer).
+#[derive(Debug, Clone)]
+pub struct CacheService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> CacheService<S> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CacheService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response<CacheBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let method = request.method();
+        if method == Method::GET || method == Method::HEAD {
+            let (parts, body) = request.into_parts();
+            let primary = self.shared.keys.url_key(&parts.uri);
+            if let Some(response) = fast_hit(&self.shared, &parts, &primary) {
+                return ResponseFuture::ready(response);
+            }
+            let inner = take_ready(&mut self.inner);
+            let shared = Arc::clone(&self.shared);
+            return ResponseFuture::boxed(serve(shared, inner, parts, body, primary));
+        }
+        if method.is_safe() {
+            return ResponseFuture::inner(self.inner.call(request));
+        }
+        let path = request.uri().path().to_owned();
+        let future = self.inner.call(request);
+        ResponseFuture::boxed(after_write(Arc::clone(&self.shared), future, path))
+    }
+}
+
+/// The service `poll_ready` was called on, leaving a clone in its place
+/// (the usual tower dance for services called from a spawned future).
+fn take_ready<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
+}
+
+// ----------------------------------------------------------------------------
+// Decisions: small pure functions the fast and slow paths share.
+// ----------------------------------------------------------------------------
+
+/// Why a lookup went to the inner service (RFC 9211 `fwd`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fwd {
+    UriMiss,
+    VaryMiss,
+    Stale,
+}
+
+enum Step {
+    Hit(Arc<Entry>),
+    /// The primary key holds a rule; look up this variant key next.
+    Variant(String),
+    Miss {
+        flight_key: String,
+        fwd: Fwd,
+    },
+    /// Known not storable: straight to the inner service, no waiting.
+    Pass,
+    /// Per-user URL, anonymous request: inner service, nothing stored.
+    Bypass,
+}
+
+/// The user of a request, asked for at most once.
+#[derive(Default)]
+struct LazyUser(Option<Option<String>>);
+
+impl LazyUser {
+    fn get(&mut self, shared: &Shared, parts: &Parts) -> Option<&str> {
+        self.0.get_or_insert_with(|| shared.user_of(parts)).as_deref()
+    }
+}
+
+fn step_at_primary(
+    shared: &Shared,
+    primary: &str,
+    found: Option<Arc<Entry>>,
+    parts: &Parts,
+    user: &mut LazyUser,
+    now: SystemTime,
+) -> Step {
+    let Some(entry) = found else {
+        // Nothing known about the URL yet. Requests of different users
+        // never share a flight, so a private first response cannot reach
+        // another user even before the rule is learnt.
+        let flight_key = match user.get(shared, parts) {
+            Some(user) => format!("{primary}#?u={user}"),
+            None => primary.to_owned(),
+        };
+        return Step::Miss {
+            flight_key,
+            fwd: Fwd::UriMiss,
+        };
+    };
+    match &entry.kind {
+        EntryKind::Response(_) if entry.is_fresh(now) => Step::Hit(entry),
+        EntryKind::Response(_) => Step::Miss {
+            flight_key: primary.to_owned(),
+            fwd: Fwd::Stale,
+        },
+        EntryKind::Variants(rule) if rule.pass => Step::Pass,
+        EntryKind::Variants(rule) => {
+            let user = if rule.per_user {
+                match user.get(shared, parts) {
+                    Some(user) => Some(user),
+                    None => return Step::Bypass,
+                }
+            } else {
+                None
+            };
+            Step::Variant(shared.keys.variant_key(primary, user, &rule.vary, &parts.headers))
+        }
+        EntryKind::Value(_) => Step::Pass,
+    }
+}
+
+fn step_at_variant(key: String, found: Option<Arc<Entry>>, now: SystemTime) -> Step {
+    match found {
+        Some(entry) if entry.response().is_some() && entry.is_fresh(now) => Step::Hit(entry),
+        Some(entry) if entry.response().is_some() => Step::Miss {
+            flight_key: key,
+            fwd: Fwd::Stale,
+        },
+        _ => Step::Miss {
+            flight_key: key,
+            fwd: Fwd::VaryMiss,
+        },
+    }
+}
+
+/// Why a response with a storing policy was not stored (RFC 9211 `detail`).
+fn unstorable_reason<B: Body>(
+    policy: &CachePolicy,
+    response: &Response<B>,
+    user: Option<&str>,
+    max_body: usize,
+) -> Option<&'static str> {
+    let headers = response.headers();
+    if !STORABLE_STATUSES.contains(&response.status()) {
+        return Some("status");
+    }
+    if policy.scope() == Scope::Private && user.is_none() {
+        return Some("anonymous");
+    }
+    if policy.scope() == Scope::Public && headers.contains_key(SET_COOKIE) {
+        return Some("set-cookie");
+    }
+    if header_has_token(headers, &CACHE_CONTROL, "no-store") {
+        return Some("no-store");
+    }
+    if header_has_token(headers, &VARY, "*") {
+        return Some("vary-star");
+    }
+    let is_event_stream = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+    if is_event_stream {
+        return Some("stream");
+    }
+    match body_length(response) {
+        None => Some("unknown-length"),
+        Some(len) if len > max_body as u64 => Some("too-large"),
+        Some(_) => None,
+    }
+}
+
+/// The body length known before reading it: `Content-Length`, else an
+/// exact or bounded size hint.
+fn body_length<B: Body>(response: &Response<B>) -> Option<u64> {
+    let declared = response
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    declared.or_else(|| response.body().size_hint().upper())
+}
+
+fn header_has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|value| {
+        value.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|part| part.trim().split('=').next().is_some_and(|t| t.eq_ignore_ascii_case(token)))
+        })
+    })
+}
+
+/// The request headers that select a variant: the policy's, and those the
+/// response's own `Vary` names, sorted and without repeats.
+fn vary_of(policy: &CachePolicy, response_headers: &HeaderMap) -> Vec<HeaderName> {
+    let mut vary: Vec<HeaderName> = policy.vary_headers().to_vec();
+    for value in response_headers.get_all(VARY) {
+        let Ok(value) = value.to_str() else { continue };
+        for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if let Ok(name) = HeaderName::try_from(name.to_ascii_lowercase()) {
+                vary.push(name);
+            }
+        }
+    }
+    vary.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    vary.dedup();
+    vary
+}
+
+// ----------------------------------------------------------------------------
+// Responses
+// ----------------------------------------------------------------------------
+
+static HIT: HeaderValue = HeaderValue::from_static("strata; hit");
+
+fn age_value(secs: u64) -> HeaderValue {
+    HeaderValue::from(secs)
+}
+
+/// How a stored response reached this request.
+#[derive(Debug, Clone, Copy)]
+enum Served {
+    Hit,
+    Stored(Fwd),
+    Collapsed(Fwd),
+}
+
+fn cache_status(served: Served) -> HeaderValue {
+    let text = match served {
+        Served::Hit => return HIT.clone(),
+        Served::Stored(Fwd::UriMiss) => "strata; fwd=uri-miss; stored",
+        Served::Stored(Fwd::VaryMiss) => "strata; fwd=vary-miss; stored",
+        Served::Stored(Fwd::Stale) => "strata; fwd=stale; stored",
+        Served::Collapsed(Fwd::UriMiss) => "strata; fwd=uri-miss; collapsed",
+        Served::Collapsed(Fwd::VaryMiss) => "strata; fwd=vary-miss; collapsed",
+        Served::Collapsed(Fwd::Stale) => "strata; fwd=stale; collapsed",
+    };
+    HeaderValue::from_static(text)
+}
+
+fn not_stored_status(fwd: &str, detail: &str) -> HeaderValue {
+    HeaderValue::try_from(format!("strata; fwd={fwd}; detail={detail}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("strata; fwd=miss"))
+}
+
+fn fwd_name(fwd: Fwd) -> &'static str {
+    match fwd {
+        Fwd::UriMiss => "uri-miss",
+        Fwd::VaryMiss => "vary-miss",
+        Fwd::Stale => "stale",
+    }
+}
+
+/// Answers a request from a stored response: 304 when the request's
+/// validators match, else the stored status, headers and body (no body
+/// for HEAD), with `Age` and `Cache-Status`.
+fn respond_from_entry<B>(
+    shared: &Shared,
+    entry: &Entry,
+    request_headers: &HeaderMap,
+    head: bool,
+    now: SystemTime,
+    served: Served,
+) -> Response<CacheBody<B>> {
+    let Some(stored) = entry.response() else {
+        unreachable!("only response entries are served");
+    };
+    let age = age_value(entry.age(now).as_secs());
+    if stored.status.is_success()
+        && is_not_modified(request_headers, stored.headers.get(ETAG), Some(stored.last_modified))
+    {
+        bump(&shared.stats.not_modified);
+        let mut response = Response::new(CacheBody::empty());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        let headers = response.headers_mut();
+        copy_not_modified_headers(&stored.headers, headers);
+        headers.insert(AGE, age);
+        headers.insert(CACHE_STATUS, cache_status(served));
+        return response;
+    }
+    let body = if head {
+        CacheBody::empty()
+    } else {
+        CacheBody::full(stored.body.clone())
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = stored.status;
+    let headers = response.headers_mut();
+    *headers = stored.headers.clone();
+    // Both slots exist in the stored headers, so these replace in place.
+    headers.insert(AGE, age);
+    if !matches!(served, Served::Hit) {
+        headers.insert(CACHE_STATUS, cache_status(served));
+    }
+    response
+}
+
+fn fast_hit<B>(shared: &Shared, parts: &Parts, primary: &str) -> Option<Response<CacheBody<B>>> {
+    let found = shared.store.get_local(primary)?;
+    let now = shared.clock.now();
+    let mut user = LazyUser::default();
+    let entry = match step_at_primary(shared, primary, Some(found), parts, &mut user, now) {
+        Step::Hit(entry) => entry,
+        Step::Variant(key) => {
+            let found = shared.store.get_local(&key);
+            match step_at_variant(key, found, now) {
+                Step::Hit(entry) => entry,
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    bump(&shared.stats.hits);
+    let head = parts.method == Method::HEAD;
+    Some(respond_from_entry(shared, &entry, &parts.headers, head, now, Served::Hit))
+}
+
+// ----------------------------------------------------------------------------
+// The slow path
+// ----------------------------------------------------------------------------
+
+/// What `forward` may do with the response.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// A miss: store if the policy allows, and learn the URL's rule.
+    Fill(Fwd),
+    /// The URL was last seen not storable: store only if that changed.
+    Pass,
+    /// Anonymous request for a per-user URL: store nothing.
+    Bypass,
+}
+
+async fn serve<S, ReqBody, ResBody>(
+    shared: Arc<Shared>,
+    inner: S,
+    parts: Parts,
+    body: ReqBody,
+    primary: String,
+) -> Result<Response<CacheBody<ResBody>>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body<Data = Bytes>,
+    ResBody::Error: Into<BoxError>,
+{
+    let mut user = LazyUser::default();
+    let head = parts.method == Method::HEAD;
+    for _ in 0..MAX_ROUNDS {
+        // Read before looking: an invalidation from here on makes this
+        // request's fill (if it leads one) throw its entry away.
+        let generation = shared.generation();
+        let now = shared.clock.now();
+        let found = shared.get(&primary).await;
+        let mut step = step_at_primary(&shared, &primary, found, &parts, &mut user, now);
+        if let Step::Variant(key) = step {
+            let found = shared.get(&key).await;
+            step = step_at_variant(key, found, now);
+        }
+        let (flight_key, fwd) = match step {
+            Step::Hit(entry) => {
+                bump(&shared.stats.hits);
+                return Ok(respond_from_entry(&shared, &entry, &parts.headers, head, now, Served::Hit));
+            }
+            Step::Pass => {
+                return forward(&shared, inner, parts, body, &primary, user, generation, Mode::Pass)
+                    .await
+                    .map(|(response, _)| response);
+            }
+            Step::Bypass => {
+                return forward(&shared, inner, parts, body, &primary, user, generation, Mode::Bypass)
+                    .await
+                    .map(|(response, _)| response);
+            }
+            Step::Miss { flight_key, fwd } => (flight_key, fwd),
+            Step::Variant(_) => unreachable!("resolved above"),
+        };
+        match shared.flights.join(&flight_key, generation) {
+            Join::Leader(leader) => {
+                bump(&shared.stats.misses);
+                let mode = Mode::Fill(fwd);
+                let (response, outcome) =
+                    forward(&shared, inner, parts, body, &primary, user, generation, mode).await?;
+                leader.complete(outcome);
+                return Ok(response);
+            }
+            Join::Waiter(waiter) => match waiter.wait().await {
+                Some(Some(filled)) => {
+                    if serves(&shared, &filled, &primary, &parts, &mut user) {
+                        bump(&shared.stats.coalesced);
+                        bump(&shared.stats.hits);
+                        let now = shared.clock.now();
+                        let served = Served::Collapsed(fwd);
+                        return Ok(respond_from_entry(&shared, &filled.entry, &parts.headers, head, now, served));
+                    }
+                    // Stored for another variant: look again with the rule.
+                }
+                Some(None) => {
+                    // The leader's response was not shareable: ask ourselves.
+                    bump(&shared.stats.misses);
+                    let mode = Mode::Fill(fwd);
+                    return forward(&shared, inner, parts, body, &primary, user, generation, mode)
+                        .await
+                        .map(|(response, _)| response);
+                }
+                None => {} // The leader went away: look again, perhaps lead.
+            },
+        }
+    }
+    bump(&shared.stats.misses);
+    let generation = shared.generation();
+    forward(&shared, inner, parts, body, &primary, user, generation, Mode::Fill(Fwd::UriMiss))
+        .await
+        .map(|(response, _)| response)
+}
+
+/// Whether a response a flight leader stored may answer this request: only
+/// if this request would have looked it up under the same key.
+fn serves(shared: &Shared, filled: &Filled, primary: &str, parts: &Parts, user: &mut LazyUser) -> bool {
+    let expected = match &filled.rule {
+        None => primary.to_owned(),
+        Some(rule) => {
+            let user = if rule.per_user {
+                match user.get(shared, parts) {
+                    Some(user) => Some(user),
+                    None => return false,
+                }
+            } else {
+                None
+            };
+            shared.keys.variant_key(primary, user, &rule.vary, &parts.headers)
+        }
+    };
+    expected == filled.entry.key
+}
+
+/// What the response handling needs to know about the request, once the
+/// request itself has gone to the inner service.
+struct Ctx<'a> {
+    primary: &'a str,
+    name: String,
+    user: Option<String>,
+    head: bool,
+    request_headers: HeaderMap,
+    generation: u64,
+    mode: Mode,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward<S, ReqBody, ResBody>(
+    shared: &Shared,
+    mut inner: S,
+    mut parts: Parts,
+    body: ReqBody,
+    primary: &str,
+    mut user: LazyUser,
+    generation: u64,
+    mode: Mode,
+) -> Result<(Response<CacheBody<ResBody>>, Outcome), S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body<Data = Bytes>,
+    ResBody::Error: Into<BoxError>,
+{
+    let head = parts.method == Method::HEAD;
+    let mode = match mode {
+        // A HEAD response has no body to store.
+        Mode::Pass if head => Mode::Bypass,
+        other => other,
+    };
+    if head && matches!(mode, Mode::Fill(_)) {
+        // Fetch the GET, store it, answer the HEAD without its body.
+        parts.method = Method::GET;
+    }
+    let ctx = Ctx {
+        primary,
+        name: normalize_url(&parts.uri),
+        user: user.get(shared, &parts).map(str::to_owned),
+        head,
+        request_headers: parts.headers.clone(),
+        generation,
+        mode,
+    };
+    let response = inner.call(Request::from_parts(parts, body)).await?;
+    Ok(handle_response(shared, response, ctx).await)
+}
+
+async fn handle_response<B>(
+    shared: &Shared,
+    response: Response<B>,
+    ctx: Ctx<'_>,
+) -> (Response<CacheBody<B>>, Outcome)
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let policy = response
+        .extensions()
+        .get::<CachePolicy>()
+        .cloned()
+        .or_else(|| shared.default_policy.clone());
+    let Some(policy) = policy else {
+        bump(&shared.stats.bypasses);
+        remember_pass(shared, &ctx).await;
+        return (response.map(CacheBody::inner), None);
+    };
+    match policy.scope() {
+        Scope::NoStore => {
+            bump(&shared.stats.bypasses);
+            remember_pass(shared, &ctx).await;
+            let mut response = response.map(CacheBody::inner);
+            let headers = response.headers_mut();
+            headers.insert(CACHE_CONTROL, policy.cache_control().clone());
+            headers.insert(CACHE_STATUS, HeaderValue::from_static("strata; fwd=bypass; detail=no-store"));
+            (response, None)
+        }
+        Scope::NoCache => {
+            bump(&shared.stats.bypasses);
+            remember_pass(shared, &ctx).await;
+            (no_cache_response(shared, response, &policy, &ctx).await, None)
+        }
+        Scope::Public | Scope::Private => store_response(shared, response, &policy, ctx).await,
+    }
+}
+
+/// Records that the URL's responses are not storable, so later requests
+/// skip the single flight (and, on a tiered store, the remote lookup).
+async fn remember_pass(shared: &Shared, ctx: &Ctx<'_>) {
+    if !matches!(ctx.mode, Mode::Fill(_)) || shared.pass_ttl.is_zero() {
+        return;
+    }
+    let rule = VariantRule {
+        pass: true,
+        ..VariantRule::default()
+    };
+    let marker = rule_entry(shared, ctx, rule, shared.pass_ttl);
+    shared.put_all(&[marker], ctx.generation).await;
+}
+
+fn rule_entry(shared: &Shared, ctx: &Ctx<'_>, rule: VariantRule, ttl: std::time::Duration) -> Arc<Entry> {
+    Arc::new(Entry {
+        key: ctx.primary.to_owned(),
+        name: ctx.name.clone(),
+        user: None,
+        tags: Vec::new(),
+        stored_at: shared.clock.now(),
+        ttl,
+        stale: std::time::Duration::ZERO,
+        kind: EntryKind::Variants(rule),
+    })
+}
+
+/// A body read whole, or the reason it was not.
+enum Buffered<B> {
+    Whole(Bytes),
+    /// Longer than the limit after all: what was read, and the rest.
+    TooLong(Bytes, B),
+    Failed(BoxError),
+}
+
+async fn buffer<B>(mut body: Pin<Box<B>>, limit: usize) -> Buffered<Pin<Box<B>>>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let mut first: Option<Bytes> = None;
+    let mut rest = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(error) => return Buffered::Failed(error.into()),
+        };
+        let Ok(data) = frame.into_data() else { continue }; // trailers are not stored
+        match &first {
+            None if rest.is_empty() => first = Some(data),
+            _ => {
+                if let Some(first) = first.take() {
+                    rest.extend_from_slice(&first);
+                }
+                rest.extend_from_slice(&data);
+            }
+        }
+        let read = first.as_ref().map_or(rest.len(), Bytes::len);
+        if read > limit {
+            let read = first.take().unwrap_or_else(|| rest.split().freeze());
+            return Buffered::TooLong(read, body);
+        }
+    }
+    Buffered::Whole(first.unwrap_or_else(|| rest.freeze()))
+}
+
+async fn store_response<B>(
+    shared: &Shared,
+    response: Response<B>,
+    policy: &CachePolicy,
+    ctx: Ctx<'_>,
+) -> (Response<CacheBody<B>>, Outcome)
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let per_user = policy.scope() == Scope::Private;
+    let fwd = match ctx.mode {
+        Mode::Fill(fwd) => fwd_name(fwd),
+        Mode::Pass => "miss",
+        Mode::Bypass => "bypass",
+    };
+    let reason = if matches!(ctx.mode, Mode::Bypass) {
+        Some("bypass")
+    } else {
+        unstorable_reason(policy, &response, ctx.user.as_deref(), shared.max_body)
+    };
+    if let Some(reason) = reason {
+        bump(&shared.stats.bypasses);
+        if reason == "anonymous" && !matches!(ctx.mode, Mode::Bypass) {
+            // Learn that the URL is per-user: later anonymous requests
+            // then pass by, and users go to their own variants.
+            let rule = VariantRule {
+                per_user: true,
+                vary: vary_of(policy, response.headers()),
+                pass: false,
+            };
+            let marker = rule_entry(shared, &ctx, rule, policy.ttl());
+            shared.put_all(&[marker], ctx.generation).await;
+        }
+        let mut response = response.map(CacheBody::inner);
+        let headers = response.headers_mut();
+        if !matches!(reason, "status" | "set-cookie" | "no-store") {
+            headers.insert(CACHE_CONTROL, policy.cache_control().clone());
+        }
+        headers.insert(CACHE_STATUS, not_stored_status(fwd, reason));
+        return (response, None);
+    }
+
+    let (head_parts, body) = response.into_parts();
+    let body = match buffer(Box::pin(body), shared.max_body).await {
+        Buffered::Whole(bytes) => bytes,
+        Buffered::TooLong(read, rest) => {
+            bump(&shared.stats.bypasses);
+            let mut response = Response::from_parts(head_parts, CacheBody::prefixed(read, rest));
+            response.headers_mut().insert(CACHE_STATUS, not_stored_status(fwd, "too-large"));
+            return (response, None);
+        }
+        Buffered::Failed(error) => {
+            // The client sees the inner body's failure; nothing is stored.
+            return (Response::from_parts(head_parts, CacheBody::failed(error)), None);
+        }
+    };
+
+    let now = shared.clock.now();
+    let vary = vary_of(policy, &head_parts.headers);
+    let mut headers = head_parts.headers;
+    if per_user {
+        headers.remove(SET_COOKIE);
+    }
+    headers.insert(CACHE_CONTROL, policy.cache_control().clone());
+    if !headers.contains_key(ETAG) {
+        headers.insert(ETAG, etag_for(&body));
+    }
+    let last_modified = match headers.get(LAST_MODIFIED).and_then(conditional::parse_http_date) {
+        Some(time) => time,
+        None => {
+            headers.insert(LAST_MODIFIED, http_date(now));
+            now
+        }
+    };
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    for name in policy.vary_headers() {
+        if !header_has_token(&headers, &VARY, name.as_str()) {
+            headers.append(VARY, HeaderValue::from_name(name.clone()));
+        }
+    }
+    headers.insert(AGE, HeaderValue::from_static("0"));
+    headers.insert(CACHE_STATUS, HIT.clone());
+
+    let rule = (per_user || !vary.is_empty()).then(|| VariantRule {
+        per_user,
+        vary,
+        pass: false,
+    });
+    let user = if per_user { ctx.user.clone() } else { None };
+    let key = match &rule {
+        Some(rule) => shared
+            .keys
+            .variant_key(ctx.primary, user.as_deref(), &rule.vary, &ctx.request_headers),
+        None => ctx.primary.to_owned(),
+    };
+    let entry = Arc::new(Entry {
+        key,
+        name: ctx.name.clone(),
+        user,
+        tags: policy.tag_list().to_vec(),
+        stored_at: now,
+        ttl: policy.ttl(),
+        stale: std::time::Duration::ZERO,
+        kind: EntryKind::Response(CachedResponse {
+            status: head_parts.status,
+            headers,
+            body,
+            last_modified,
+        }),
+    });
+    let mut writes = vec![Arc::clone(&entry)];
+    if let Some(rule) = &rule {
+        writes.push(rule_entry(shared, &ctx, rule.clone(), policy.ttl()));
+    }
+    shared.put_all(&writes, ctx.generation).await;
+    bump(&shared.stats.stores);
+
+    let served = match ctx.mode {
+        Mode::Fill(fwd) => Served::Stored(fwd),
+        Mode::Pass | Mode::Bypass => Served::Stored(Fwd::UriMiss),
+    };
+    let response = respond_from_entry(shared, &entry, &ctx.request_headers, ctx.head, now, served);
+    (response, Some(Arc::new(Filled { entry, rule })))
+}
+
+/// `no-cache`: never stored, but validated. The body is read (when its
+/// length is known and within the limit) to give it an ETag, and a
+/// matching conditional request gets 304.
+async fn no_cache_response<B>(
+    shared: &Shared,
+    response: Response<B>,
+    policy: &CachePolicy,
+    ctx: &Ctx<'_>,
+) -> Response<CacheBody<B>>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let status = HeaderValue::from_static("strata; fwd=bypass; detail=no-cache");
+    let measurable = body_length(&response).is_some_and(|len| len <= shared.max_body as u64);
+    if !measurable || !response.status().is_success() {
+        let mut response = response.map(CacheBody::inner);
+        response.headers_mut().insert(CACHE_CONTROL, policy.cache_control().clone());
+        response.headers_mut().insert(CACHE_STATUS, status);
+        return response;
+    }
+    let (mut head_parts, body) = response.into_parts();
+    let body = match buffer(Box::pin(body), shared.max_body).await {
+        Buffered::Whole(bytes) => bytes,
+        Buffered::TooLong(read, rest) => {
+            let mut response = Response::from_parts(head_parts, CacheBody::prefixed(read, rest));
+            response.headers_mut().insert(CACHE_STATUS, status);
+            return response;
+        }
+        Buffered::Failed(error) => return Response::from_parts(head_parts, CacheBody::failed(error)),
+    };
+    let headers = &mut head_parts.headers;
+    headers.insert(CACHE_CONTROL, policy.cache_control().clone());
+    if !headers.contains_key(ETAG) {
+        headers.insert(ETAG, etag_for(&body));
+    }
+    headers.insert(CACHE_STATUS, status);
+    let last_modified = headers.get(LAST_MODIFIED).and_then(conditional::parse_http_date);
+    if is_not_modified(&ctx.request_headers, headers.get(ETAG), last_modified) {
+        bump(&shared.stats.not_modified);
+        let mut not_modified = Response::new(CacheBody::empty());
+        *not_modified.status_mut() = StatusCode::NOT_MODIFIED;
+        copy_not_modified_headers(headers, not_modified.headers_mut());
+        not_modified.headers_mut().insert(CACHE_STATUS, headers[&CACHE_STATUS].clone());
+        return not_modified;
+    }
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    let body = if ctx.head {
+        CacheBody::empty()
+    } else {
+        CacheBody::full(body)
+    };
+    Response::from_parts(head_parts, body)
+}
+
+/// After a successful unsafe request, drop the cached GETs of its URL and
+/// whatever the route declared with [`Invalidates`] (RFC 9111 §4.4).
+async fn after_write<F, B, E>(
+    shared: Arc<Shared>,
+    future: F,
+    path: String,
+) -> Result<Response<CacheBody<B>>, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    let response = future.await?;
+    let status = response.status();
+    if status.is_success() || status.is_redirection() {
+        let _ = shared.invalidate(&Invalidation::Url(path)).await;
+        if let Some(declared) = response.extensions().get::<Invalidates>() {
+            if !declared.tag_list().is_empty() {
+                let tags = Invalidation::Tags(declared.tag_list().to_vec());
+                let _ = shared.invalidate(&tags).await;
+            }
+            for url in declared.url_list() {
+                let _ = shared.invalidate(&Invalidation::Url(url.clone())).await;
+            }
+        }
+    }
+    Ok(response.map(CacheBody::inner))
+}
+
+// ----------------------------------------------------------------------------
+// The future
+// ----------------------------------------------------------------------------
+
+pin_project! {
+    /// Response future of [`CacheService`]: ready at once on an in-process
+    /// hit, the inner future on a pass-through, boxed otherwise.
+    pub struct ResponseFuture<F, B, E> {
+        #[pin]
+        kind: FutureKind<F, B, E>,
+    }
+}
+
+pin_project! {
+    #[project = FutureKindProj]
+    enum FutureKind<F, B, E> {
+        Ready { response: Option<Response<CacheBody<B>>> },
+        Inner { #[pin] future: F },
+        Boxed { future: BoxFuture<'static, Result<Response<CacheBody<B>>, E>> },
+    }
+}
+
+impl<F, B, E> ResponseFuture<F, B, E> {
+    fn ready(response: Response<CacheBody<B>>) -> Self {
+        Self {
+            kind: FutureKind::Ready {
+                response: Some(response),
+            },
+        }
+    }
+
+    fn inner(future: F) -> Self {
+        Self {
+            kind: FutureKind::Inner { future },
+        }
+    }
+
+    fn boxed(future: impl Future<Output = Result<Response<CacheBody<B>>, E>> + Send + 'static) -> Self {
+        Self {
+            kind: FutureKind::Boxed {
+                future: Box::pin(future),
+            },
+        }
+    }
+}
+
+impl<F, B, E> fmt::Debug for ResponseFuture<F, B, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            FutureKind::Ready { .. } => "ready",
+            FutureKind::Inner { .. } => "inner",
+            FutureKind::Boxed { .. } => "boxed",
+        };
+        f.debug_struct("ResponseFuture").field("kind", &kind).finish()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B, E>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<CacheBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            FutureKindProj::Ready { response } => {
+                Poll::Ready(Ok(response.take().expect("ResponseFuture polled after completion")))
+            }
+            FutureKindProj::Inner { future } => future.poll(cx).map_ok(|r| r.map(CacheBody::inner)),
+            FutureKindProj::Boxed { future } => future.as_mut().poll(cx),
+        }
+    }
+}

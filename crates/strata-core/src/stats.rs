@@ -1,0 +1,101 @@
+//! Counters the layer keeps: plain atomics, no lock anywhere near a hit.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+use crate::store::StoreStats;
+
+/// Live counters. Read them with [`CacheHandle::stats`](crate::CacheHandle::stats).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) stores: AtomicU64,
+    pub(crate) bypasses: AtomicU64,
+    pub(crate) not_modified: AtomicU64,
+    pub(crate) coalesced: AtomicU64,
+    pub(crate) invalidations: AtomicU64,
+    pub(crate) errors: AtomicU64,
+}
+
+#[inline]
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Stats {
+    /// Sets every counter back to zero.
+    pub fn reset(&self) {
+        for counter in [
+            &self.hits,
+            &self.misses,
+            &self.stores,
+            &self.bypasses,
+            &self.not_modified,
+            &self.coalesced,
+            &self.invalidations,
+            &self.errors,
+        ] {
+            counter.store(0, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn snapshot(&self, layers: Vec<StoreStats>) -> StatsSnapshot {
+        let hits = self.hits.load(Ordering::Relaxed);
+        let misses = self.misses.load(Ordering::Relaxed);
+        let lookups = hits + misses;
+        let outer = layers.first().cloned().unwrap_or_default();
+        StatsSnapshot {
+            hits,
+            misses,
+            hit_rate: if lookups == 0 {
+                0.0
+            } else {
+                hits as f64 / lookups as f64
+            },
+            stores: self.stores.load(Ordering::Relaxed),
+            bypasses: self.bypasses.load(Ordering::Relaxed),
+            not_modified: self.not_modified.load(Ordering::Relaxed),
+            coalesced: self.coalesced.load(Ordering::Relaxed),
+            invalidations: self.invalidations.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            evictions: layers.iter().map(|layer| layer.evictions).sum(),
+            entries: outer.entries,
+            bytes: outer.bytes,
+            layers,
+        }
+    }
+}
+
+/// The counters at one moment, with the store's own figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatsSnapshot {
+    /// Requests served from a stored response (including 304s from one).
+    pub hits: u64,
+    /// Cacheable requests that had to go to the inner service.
+    pub misses: u64,
+    /// `hits / (hits + misses)`, 0 when there were none.
+    pub hit_rate: f64,
+    /// Responses and values written to the store.
+    pub stores: u64,
+    /// Requests the cache let through untouched or did not store
+    /// (no policy, `no-store`, private without a user, too large, ...).
+    pub bypasses: u64,
+    /// 304 responses sent.
+    pub not_modified: u64,
+    /// Requests that waited for another request's identical miss.
+    pub coalesced: u64,
+    /// Invalidation calls (by key, URL, tag, prefix, user or all).
+    pub invalidations: u64,
+    /// Store errors, each turned into a miss.
+    pub errors: u64,
+    /// Entries evicted for room, over all layers.
+    pub evictions: u64,
+    /// Entries in the outermost layer.
+    pub entries: u64,
+    /// Bytes in the outermost layer.
+    pub bytes: u64,
+    /// Each layer's own figures, outermost first.
+    pub layers: Vec<StoreStats>,
+}

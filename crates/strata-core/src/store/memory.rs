@@ -1,0 +1,406 @@
+//! The in-process store, on moka.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use http::Uri;
+use moka::Expiry;
+use moka::notification::RemovalCause;
+use moka::sync::Cache;
+
+use super::{BoxFuture, Health, Invalidation, Store, StoreStats};
+use crate::entry::Entry;
+use crate::error::Error;
+use crate::key::path_of;
+
+/// The default byte capacity of a [`MemoryStore`]: 256 MiB.
+pub const DEFAULT_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
+
+/// An in-process store on [moka](https://docs.rs/moka): bounded in bytes,
+/// per-entry TTL, and indexes for invalidation by tag, user and URL.
+///
+/// Things worth knowing:
+/// - capacity counts [`Entry::size`], which includes keys, headers and
+///   metadata, not only bodies;
+/// - moka evicts in the background, so for a moment after an insert the
+///   store may hold a little more than its capacity; evictions and
+///   expirations are counted when moka reports them;
+/// - the tag, user and URL indexes drop a key when moka drops the entry,
+///   whatever the reason, so they never outgrow the cache.
+///
+/// Cloning is cheap and shares the store.
+///
+/// ```
+/// use strata_core::MemoryStore;
+///
+/// let store = MemoryStore::builder().max_bytes(64 * 1024 * 1024).build();
+/// assert_eq!(store.capacity_bytes(), 64 * 1024 * 1024);
+/// ```
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cache: Cache<String, Slot>,
+    index: Arc<Mutex<Index>>,
+    counters: Arc<Counters>,
+    next_id: AtomicU64,
+    capacity: u64,
+}
+
+/// A cached entry and the id of the insert that put it there, so the
+/// indexes can tell a replaced entry from its replacement.
+#[derive(Debug, Clone)]
+struct Slot {
+    id: u64,
+    entry: Arc<Entry>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    evictions: AtomicU64,
+    expirations: AtomicU64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Label {
+    Tag(String),
+    User(String),
+    Path(String),
+}
+
+/// label -> (key -> id of the insert that registered it)
+type Index = HashMap<Label, HashMap<String, u64>>;
+
+fn labels(entry: &Entry) -> impl Iterator<Item = Label> + '_ {
+    entry
+        .tags
+        .iter()
+        .map(|tag| Label::Tag(tag.clone()))
+        .chain(entry.user.iter().map(|user| Label::User(user.clone())))
+        .chain(std::iter::once(Label::Path(path_of(&entry.name).to_owned())))
+}
+
+fn lock(index: &Mutex<Index>) -> MutexGuard<'_, Index> {
+    // The index is only ever left half-updated by a panic in HashMap code;
+    // keep serving rather than poison every later request.
+    index.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+struct RetentionExpiry;
+
+impl Expiry<String, Slot> for RetentionExpiry {
+    fn expire_after_create(&self, _key: &String, slot: &Slot, _now: Instant) -> Option<Duration> {
+        Some(slot.entry.retention())
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        slot: &Slot,
+        _now: Instant,
+        _remaining: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(slot.entry.retention())
+    }
+}
+
+/// Builds a [`MemoryStore`].
+#[derive(Debug, Clone)]
+pub struct MemoryStoreBuilder {
+    max_bytes: u64,
+}
+
+impl MemoryStoreBuilder {
+    /// The byte capacity (default [`DEFAULT_MEMORY_BYTES`]).
+    pub fn max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// Builds the store.
+    pub fn build(self) -> MemoryStore {
+        let index: Arc<Mutex<Index>> = Arc::default();
+        let counters: Arc<Counters> = Arc::default();
+        let listener_index = Arc::clone(&index);
+        let listener_counters = Arc::clone(&counters);
+        let cache = Cache::builder()
+            .max_capacity(self.max_bytes)
+            .weigher(|_key: &String, slot: &Slot| {
+                u32::try_from(slot.entry.size()).unwrap_or(u32::MAX)
+            })
+            .expire_after(RetentionExpiry)
+            .eviction_listener(move |key: Arc<String>, slot: Slot, cause| {
+                match cause {
+                    RemovalCause::Size => {
+                        listener_counters.evictions.fetch_add(1, Ordering::Relaxed);
+                    }
+                    RemovalCause::Expired => {
+                        listener_counters.expirations.fetch_add(1, Ordering::Relaxed);
+                    }
+                    RemovalCause::Explicit | RemovalCause::Replaced => {}
+                }
+                unregister(&listener_index, &key, &slot);
+            })
+            .build();
+        MemoryStore {
+            inner: Arc::new(Inner {
+                cache,
+                index,
+                counters,
+                next_id: AtomicU64::new(1),
+                capacity: self.max_bytes,
+            }),
+        }
+    }
+}
+
+/// Removes `key` from the labels of `slot`, unless a later insert under the
+/// same key registered it again.
+fn unregister(index: &Mutex<Index>, key: &str, slot: &Slot) {
+    let mut index = lock(index);
+    for label in labels(&slot.entry) {
+        if let Some(keys) = index.get_mut(&label) {
+            if keys.get(key) == Some(&slot.id) {
+                keys.remove(key);
+            }
+            if keys.is_empty() {
+                index.remove(&label);
+            }
+        }
+    }
+}
+
+impl MemoryStore {
+    /// A store holding at most `max_bytes`.
+    pub fn new(max_bytes: u64) -> Self {
+        Self::builder().max_bytes(max_bytes).build()
+    }
+
+    /// A builder with the defaults.
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder {
+            max_bytes: DEFAULT_MEMORY_BYTES,
+        }
+    }
+
+    /// The byte capacity.
+    pub fn capacity_bytes(&self) -> u64 {
+        self.inner.capacity
+    }
+
+    /// Looks up `key` (synchronously).
+    pub fn get_entry(&self, key: &str) -> Option<Arc<Entry>> {
+        self.inner.cache.get(key).map(|slot| slot.entry)
+    }
+
+    /// Stores `entry` (synchronously).
+    pub fn put_entry(&self, entry: Arc<Entry>) {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let key = entry.key.clone();
+        let slot = Slot { id, entry };
+        // Insert first, then register: an invalidation that takes a label
+        // after this point finds the key; one that took it before has
+        // already bumped the cache's generation, which the filler checks.
+        self.inner.cache.insert(key.clone(), slot.clone());
+        let mut index = lock(&self.inner.index);
+        for label in labels(&slot.entry) {
+            index.entry(label).or_default().insert(key.clone(), id);
+        }
+    }
+
+    /// Drops `key` (synchronously); `true` if it was there.
+    pub fn delete_entry(&self, key: &str) -> bool {
+        self.inner.cache.remove(key).is_some()
+    }
+
+    /// Drops what `what` names (synchronously); returns how many went.
+    pub fn invalidate_now(&self, what: &Invalidation) -> u64 {
+        match what {
+            Invalidation::Key(key) => u64::from(self.delete_entry(key)),
+            Invalidation::Url(url) => {
+                let path = url
+                    .parse::<Uri>()
+                    .map(|uri| uri.path().to_owned())
+                    .unwrap_or_else(|_| path_of(url).to_owned());
+                self.drop_label(&Label::Path(path))
+            }
+            Invalidation::Tag(tag) => self.drop_label(&Label::Tag(tag.clone())),
+            Invalidation::Tags(tags) => tags
+                .iter()
+                .map(|tag| self.drop_label(&Label::Tag(tag.clone())))
+                .sum(),
+            Invalidation::User(user) => self.drop_label(&Label::User(user.clone())),
+            Invalidation::Prefix(prefix) => {
+                let keys: Vec<Arc<String>> = self
+                    .inner
+                    .cache
+                    .iter()
+                    .filter(|(_, slot)| slot.entry.name.starts_with(prefix.as_str()))
+                    .map(|(key, _)| key)
+                    .collect();
+                keys.iter().filter(|key| self.delete_entry(key)).count() as u64
+            }
+            Invalidation::All => {
+                self.inner.cache.run_pending_tasks();
+                let count = self.inner.cache.entry_count();
+                self.inner.cache.invalidate_all();
+                self.inner.cache.run_pending_tasks();
+                count
+            }
+        }
+    }
+
+    fn drop_label(&self, label: &Label) -> u64 {
+        // Take the key set out under the lock, remove outside it: removal
+        // calls the eviction listener, which takes the lock itself.
+        let keys = lock(&self.inner.index).remove(label).unwrap_or_default();
+        keys.keys().filter(|key| self.delete_entry(key)).count() as u64
+    }
+
+    /// Figures for this store, after moka has applied pending work, so the
+    /// counts are exact as of the call.
+    pub fn snapshot(&self) -> StoreStats {
+        self.inner.cache.run_pending_tasks();
+        StoreStats {
+            layer: "memory",
+            entries: self.inner.cache.entry_count(),
+            bytes: self.inner.cache.weighted_size(),
+            capacity_bytes: Some(self.inner.capacity),
+            evictions: self.inner.counters.evictions.load(Ordering::Relaxed),
+            expirations: self.inner.counters.expirations.load(Ordering::Relaxed),
+        }
+    }
+
+    /// How many label sets the invalidation index holds (for leak tests).
+    #[doc(hidden)]
+    pub fn index_len(&self) -> usize {
+        self.inner.cache.run_pending_tasks();
+        lock(&self.inner.index).values().map(HashMap::len).sum()
+    }
+}
+
+impl Store for MemoryStore {
+    fn get_local(&self, key: &str) -> Option<Arc<Entry>> {
+        self.get_entry(key)
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Arc<Entry>>, Error>> {
+        Box::pin(std::future::ready(Ok(self.get_entry(key))))
+    }
+
+    fn put(&self, entry: Arc<Entry>) -> BoxFuture<'_, Result<(), Error>> {
+        self.put_entry(entry);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(std::future::ready(Ok(self.delete_entry(key))))
+    }
+
+    fn invalidate<'a>(&'a self, what: &'a Invalidation) -> BoxFuture<'a, Result<u64, Error>> {
+        Box::pin(std::future::ready(Ok(self.invalidate_now(what))))
+    }
+
+    fn stats(&self) -> Vec<StoreStats> {
+        vec![self.snapshot()]
+    }
+
+    fn health(&self) -> BoxFuture<'_, Vec<Health>> {
+        let started = Instant::now();
+        let _ = self.inner.cache.get("\u{0}strata-health-probe");
+        let health = Health {
+            layer: "memory",
+            ok: true,
+            latency: started.elapsed(),
+            error: None,
+        };
+        Box::pin(std::future::ready(vec![health]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::EntryKind;
+    use bytes::Bytes;
+    use std::time::SystemTime;
+
+    fn value(key: &str, name: &str, tags: &[&str], user: Option<&str>, body: usize) -> Arc<Entry> {
+        Arc::new(Entry {
+            key: key.to_owned(),
+            name: name.to_owned(),
+            user: user.map(str::to_owned),
+            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            stored_at: SystemTime::now(),
+            ttl: Duration::from_secs(60),
+            stale: Duration::ZERO,
+            kind: EntryKind::Value(Bytes::from(vec![b'x'; body])),
+        })
+    }
+
+    #[test]
+    fn tag_user_url_and_prefix_invalidation_drop_exactly_their_entries() {
+        let store = MemoryStore::new(1 << 20);
+        store.put_entry(value("k1", "/a/?x=1", &["t1"], None, 1));
+        store.put_entry(value("k2", "/a/", &["t2"], Some("u1"), 1));
+        store.put_entry(value("k3", "/b/", &["t1", "t2"], Some("u2"), 1));
+        store.put_entry(value("k4", "/bc/", &[], None, 1));
+
+        assert_eq!(store.invalidate_now(&Invalidation::Tag("t1".into())), 2);
+        assert!(store.get_entry("k1").is_none() && store.get_entry("k3").is_none());
+        assert!(store.get_entry("k2").is_some());
+        assert_eq!(store.invalidate_now(&Invalidation::User("u1".into())), 1);
+        assert!(store.get_entry("k2").is_none());
+        assert_eq!(store.invalidate_now(&Invalidation::Prefix("/b".into())), 1);
+        assert!(store.get_entry("k4").is_none());
+        assert_eq!(store.index_len(), 0);
+    }
+
+    #[test]
+    fn url_invalidation_covers_every_query_and_variant_of_a_path() {
+        let store = MemoryStore::new(1 << 20);
+        store.put_entry(value("k1", "/a/?x=1", &[], None, 1));
+        store.put_entry(value("k2", "/a/", &[], Some("u"), 1));
+        store.put_entry(value("k3", "/a/b", &[], None, 1));
+        assert_eq!(store.invalidate_now(&Invalidation::Url("/a/?y=2".into())), 2);
+        assert!(store.get_entry("k3").is_some());
+    }
+
+    #[test]
+    fn replacing_an_entry_keeps_the_new_tags_indexed() {
+        let store = MemoryStore::new(1 << 20);
+        store.put_entry(value("k", "/a", &["t"], None, 1));
+        store.put_entry(value("k", "/a", &["t"], None, 2));
+        assert_eq!(store.invalidate_now(&Invalidation::Tag("t".into())), 1);
+        assert!(store.get_entry("k").is_none());
+    }
+
+    #[test]
+    fn eviction_is_counted_and_indexes_do_not_leak() {
+        let store = MemoryStore::new(64 * 1024);
+        for i in 0..200 {
+            store.put_entry(value(&format!("k{i}"), &format!("/p/{i}"), &["t"], Some("u"), 2048));
+        }
+        let stats = store.snapshot();
+        assert!(stats.bytes <= 64 * 1024, "{stats:?}");
+        assert!(stats.evictions > 0, "{stats:?}");
+        // Every key the index still names is in the cache: three labels each.
+        assert_eq!(store.index_len() as u64, stats.entries * 3);
+    }
+
+    #[test]
+    fn clear_drops_everything_and_the_index() {
+        let store = MemoryStore::new(1 << 20);
+        store.put_entry(value("k1", "/a", &["t"], None, 1));
+        store.put_entry(value("k2", "/b", &[], Some("u"), 1));
+        assert_eq!(store.invalidate_now(&Invalidation::All), 2);
+        assert!(store.get_entry("k1").is_none());
+        assert_eq!(store.snapshot().entries, 0);
+        assert_eq!(store.index_len(), 0);
+    }
+}

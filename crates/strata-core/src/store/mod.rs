@@ -1,0 +1,119 @@
+//! Where entries live: the [`Store`] trait and the in-process [`MemoryStore`].
+//!
+//! The layer talks to one `Arc<dyn Store>`. A store may also answer
+//! synchronously from process memory ([`Store::get_local`]); the layer uses
+//! that on the hit path so a hit needs no boxed future and no await.
+
+mod memory;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::entry::Entry;
+use crate::error::Error;
+
+pub use memory::{DEFAULT_MEMORY_BYTES, MemoryStore, MemoryStoreBuilder};
+
+/// A boxed, `Send` future, as [`Store`] methods return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What to invalidate. Also the JSON body the admin endpoint takes and the
+/// message the invalidation bus carries.
+///
+/// ```
+/// use strata_core::Invalidation;
+///
+/// let parsed: Invalidation = serde_json::from_str(r#"{"tag":"materials"}"#).unwrap();
+/// assert_eq!(parsed, Invalidation::Tag("materials".into()));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Invalidation {
+    /// One full storage key.
+    Key(String),
+    /// Every stored response under this URL's path: all query strings, all
+    /// users, all variants, and the URL's variant rule.
+    Url(String),
+    /// Every entry carrying this tag.
+    Tag(String),
+    /// Every entry carrying any of these tags.
+    Tags(Vec<String>),
+    /// Every entry whose name (normalised URL, or value name) starts with this.
+    Prefix(String),
+    /// Every entry that belongs to this user.
+    User(String),
+    /// Everything under the cache's prefix.
+    All,
+}
+
+/// Figures a store measures about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StoreStats {
+    /// Which store these figures are for (`memory`, `redis`, ...).
+    pub layer: &'static str,
+    /// Entries held now.
+    pub entries: u64,
+    /// Bytes held now (as [`Entry::size`] counts them).
+    pub bytes: u64,
+    /// The byte capacity, if bounded.
+    pub capacity_bytes: Option<u64>,
+    /// Entries dropped to make room.
+    pub evictions: u64,
+    /// Entries dropped because their time ran out.
+    pub expirations: u64,
+}
+
+/// Whether a store can serve, and how fast it answered a probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Health {
+    /// Which store this is for.
+    pub layer: &'static str,
+    /// `true` when the store answers.
+    pub ok: bool,
+    /// Round trip of the probe.
+    #[serde(rename = "latency_us", serialize_with = "as_micros")]
+    pub latency: Duration,
+    /// Why it is not ok, when it is not.
+    pub error: Option<String>,
+}
+
+fn as_micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// A place entries live. Implement it to add a backend; the layer never lets
+/// its errors reach a client (they become misses and are counted).
+///
+/// Keys are full storage keys made by [`KeyBuilder`](crate::KeyBuilder).
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// Answers from process memory without waiting, if the store has such a
+    /// layer. The default has none.
+    fn get_local(&self, key: &str) -> Option<Arc<Entry>> {
+        let _ = key;
+        None
+    }
+
+    /// Looks an entry up in every layer.
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Arc<Entry>>, Error>>;
+
+    /// Stores an entry under `entry.key` for [`Entry::retention`].
+    fn put(&self, entry: Arc<Entry>) -> BoxFuture<'_, Result<(), Error>>;
+
+    /// Drops one key; `true` if something was there.
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, Error>>;
+
+    /// Drops what `what` names; returns how many entries went.
+    fn invalidate<'a>(&'a self, what: &'a Invalidation) -> BoxFuture<'a, Result<u64, Error>>;
+
+    /// Figures per layer, outermost first.
+    fn stats(&self) -> Vec<StoreStats>;
+
+    /// Probes every layer, outermost first.
+    fn health(&self) -> BoxFuture<'_, Vec<Health>>;
+}
