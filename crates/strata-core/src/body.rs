@@ -87,9 +87,11 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
-            KindProj::Full { data } => {
-                Poll::Ready(data.take().filter(|d| !d.is_empty()).map(|d| Ok(Frame::data(d))))
-            }
+            KindProj::Full { data } => Poll::Ready(
+                data.take()
+                    .filter(|d| !d.is_empty())
+                    .map(|d| Ok(Frame::data(d))),
+            ),
             KindProj::Inner { body } => body.poll_frame(cx).map_err(Into::into),
             KindProj::Rest { prefix, body } => {
                 if let Some(prefix) = prefix.take().filter(|p| !p.is_empty()) {
@@ -114,7 +116,9 @@ where
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
             Kind::Inner { body } => body.size_hint(),
             Kind::Rest { prefix, body } => {
                 let extra = prefix.as_ref().map_or(0, |p| p.len() as u64);

@@ -66,7 +66,11 @@ pub fn is_not_modified(
     else {
         return false;
     };
-    let Some(since) = since.to_str().ok().and_then(|s| httpdate::parse_http_date(s).ok()) else {
+    let Some(since) = since
+        .to_str()
+        .ok()
+        .and_then(|s| httpdate::parse_http_date(s).ok())
+    else {
         return false;
     };
     // HTTP dates have whole seconds; compare at that resolution.
@@ -94,7 +98,10 @@ pub fn http_date(time: SystemTime) -> HeaderValue {
 
 /// Reads an HTTP date header (`Last-Modified`), if it parses.
 pub fn parse_http_date(value: &HeaderValue) -> Option<SystemTime> {
-    value.to_str().ok().and_then(|s| httpdate::parse_http_date(s).ok())
+    value
+        .to_str()
+        .ok()
+        .and_then(|s| httpdate::parse_http_date(s).ok())
 }
 
 #[cfg(test)]
@@ -120,29 +127,50 @@ mod tests {
     #[test]
     fn weak_comparison_lists_and_star() {
         let etag = HeaderValue::from_static("\"abc\"");
-        assert!(if_none_match_matches(&with(IF_NONE_MATCH, "\"abc\""), &etag));
-        assert!(if_none_match_matches(&with(IF_NONE_MATCH, "W/\"abc\""), &etag));
-        assert!(if_none_match_matches(&with(IF_NONE_MATCH, "\"x\", W/\"abc\""), &etag));
+        assert!(if_none_match_matches(
+            &with(IF_NONE_MATCH, "\"abc\""),
+            &etag
+        ));
+        assert!(if_none_match_matches(
+            &with(IF_NONE_MATCH, "W/\"abc\""),
+            &etag
+        ));
+        assert!(if_none_match_matches(
+            &with(IF_NONE_MATCH, "\"x\", W/\"abc\""),
+            &etag
+        ));
         assert!(if_none_match_matches(&with(IF_NONE_MATCH, "*"), &etag));
-        assert!(!if_none_match_matches(&with(IF_NONE_MATCH, "\"abcd\""), &etag));
+        assert!(!if_none_match_matches(
+            &with(IF_NONE_MATCH, "\"abcd\""),
+            &etag
+        ));
         assert!(!if_none_match_matches(&with(IF_NONE_MATCH, ""), &etag));
         assert!(!if_none_match_matches(&HeaderMap::new(), &etag));
         let weak_stored = HeaderValue::from_static("W/\"abc\"");
-        assert!(if_none_match_matches(&with(IF_NONE_MATCH, "\"abc\""), &weak_stored));
+        assert!(if_none_match_matches(
+            &with(IF_NONE_MATCH, "\"abc\""),
+            &weak_stored
+        ));
     }
 
     #[test]
     fn several_if_none_match_fields_are_one_list() {
         let mut headers = with(IF_NONE_MATCH, "\"x\"");
         headers.append(IF_NONE_MATCH, HeaderValue::from_static("\"abc\""));
-        assert!(if_none_match_matches(&headers, &HeaderValue::from_static("\"abc\"")));
+        assert!(if_none_match_matches(
+            &headers,
+            &HeaderValue::from_static("\"abc\"")
+        ));
     }
 
     #[test]
     fn if_none_match_wins_over_if_modified_since() {
         let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         let mut headers = with(IF_NONE_MATCH, "\"other\"");
-        headers.insert(IF_MODIFIED_SINCE, http_date(modified + Duration::from_secs(10)));
+        headers.insert(
+            IF_MODIFIED_SINCE,
+            http_date(modified + Duration::from_secs(10)),
+        );
         let etag = HeaderValue::from_static("\"abc\"");
         assert!(!is_not_modified(&headers, Some(&etag), Some(modified)));
         headers.remove(IF_NONE_MATCH);
@@ -155,7 +183,10 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(IF_MODIFIED_SINCE, http_date(modified));
         assert!(is_not_modified(&headers, None, Some(modified)));
-        headers.insert(IF_MODIFIED_SINCE, http_date(modified - Duration::from_secs(1)));
+        headers.insert(
+            IF_MODIFIED_SINCE,
+            http_date(modified - Duration::from_secs(1)),
+        );
         assert!(!is_not_modified(&headers, None, Some(modified)));
         headers.insert(IF_MODIFIED_SINCE, HeaderValue::from_static("yesterday"));
         assert!(!is_not_modified(&headers, None, Some(modified)));
@@ -168,7 +199,10 @@ mod tests {
         from.insert(ETAG, HeaderValue::from_static("\"a\""));
         from.insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=1"));
         from.insert(VARY, HeaderValue::from_static("accept-language"));
-        from.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        from.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain"),
+        );
         let mut to = HeaderMap::new();
         copy_not_modified_headers(&from, &mut to);
         assert_eq!(to.len(), 3);

@@ -37,7 +37,12 @@ impl Default for TtlProfiles {
             ("analytics", 1800),
             ("notifications", 60),
         ];
-        Self(table.into_iter().map(|(name, secs)| (name.to_owned(), secs)).collect())
+        Self(
+            table
+                .into_iter()
+                .map(|(name, secs)| (name.to_owned(), secs))
+                .collect(),
+        )
     }
 }
 
@@ -61,7 +66,9 @@ impl TtlProfiles {
 
     /// Every profile, by name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, Duration)> {
-        self.0.iter().map(|(name, secs)| (name.as_str(), Duration::from_secs(*secs)))
+        self.0
+            .iter()
+            .map(|(name, secs)| (name.as_str(), Duration::from_secs(*secs)))
     }
 }
 
@@ -122,7 +129,9 @@ impl Config {
         for (name, value) in std::env::vars() {
             if let Some(profile) = name.strip_prefix("CACHE_TTL_") {
                 let secs = parse_number::<u64>(&name, &value)?;
-                config.ttl.set(profile.to_ascii_lowercase(), Duration::from_secs(secs));
+                config
+                    .ttl
+                    .set(profile.to_ascii_lowercase(), Duration::from_secs(secs));
             }
         }
         Ok(config)
@@ -161,7 +170,9 @@ impl Config {
             config.max_body_bytes = parse_number("CACHE_MAX_BODY_BYTES", &bytes)?;
         }
         if config.use_redis && config.redis_url.is_none() {
-            return Err(Error::Config("USE_REDIS_CACHE is on but REDIS_URL is not set".to_owned()));
+            return Err(Error::Config(
+                "USE_REDIS_CACHE is on but REDIS_URL is not set".to_owned(),
+            ));
         }
         Ok(config)
     }
@@ -202,7 +213,12 @@ mod tests {
     use super::*;
 
     fn lookup(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned())
+        move |name| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
     }
 
     #[test]
@@ -233,7 +249,10 @@ mod tests {
         .unwrap();
         assert_eq!(config.key_prefix(), "thebot:production:");
         assert!(config.use_redis);
-        assert_eq!(config.redis_url.as_deref(), Some("redis://127.0.0.1:6379/1"));
+        assert_eq!(
+            config.redis_url.as_deref(),
+            Some("redis://127.0.0.1:6379/1")
+        );
     }
 
     #[test]

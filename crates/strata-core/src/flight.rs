@@ -30,7 +30,9 @@ struct Flight<T> {
 impl<T> fmt::Debug for Flights<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let in_flight = self.map.lock().map_or(0, |map| map.len());
-        f.debug_struct("Flights").field("in_flight", &in_flight).finish()
+        f.debug_struct("Flights")
+            .field("in_flight", &in_flight)
+            .finish()
     }
 }
 
@@ -107,7 +109,10 @@ impl<T> Leader<T> {
 impl<T> Drop for Leader<T> {
     fn drop(&mut self) {
         let mut map = self.flights.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.get(&self.key).is_some_and(|flight| flight.id == self.id) {
+        if map
+            .get(&self.key)
+            .is_some_and(|flight| flight.id == self.id)
+        {
             map.remove(&self.key);
         }
     }
@@ -130,7 +135,9 @@ mod tests {
     #[tokio::test]
     async fn one_leader_many_waiters_share_the_outcome() {
         let flights: Arc<Flights<u32>> = Arc::default();
-        let Join::Leader(leader) = flights.join("k", 0) else { panic!("first must lead") };
+        let Join::Leader(leader) = flights.join("k", 0) else {
+            panic!("first must lead")
+        };
         let waiters: Vec<_> = (0..10)
             .map(|_| match flights.join("k", 0) {
                 Join::Waiter(waiter) => tokio::spawn(waiter.wait()),
@@ -147,8 +154,12 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_leader_wakes_its_waiters_empty_handed() {
         let flights: Arc<Flights<u32>> = Arc::default();
-        let Join::Leader(leader) = flights.join("k", 0) else { panic!() };
-        let Join::Waiter(waiter) = flights.join("k", 0) else { panic!() };
+        let Join::Leader(leader) = flights.join("k", 0) else {
+            panic!()
+        };
+        let Join::Waiter(waiter) = flights.join("k", 0) else {
+            panic!()
+        };
         let waiting = tokio::spawn(waiter.wait());
         drop(leader);
         assert_eq!(waiting.await.unwrap(), None);
@@ -158,8 +169,12 @@ mod tests {
     #[test]
     fn a_new_generation_starts_a_new_flight() {
         let flights: Arc<Flights<u32>> = Arc::default();
-        let Join::Leader(old) = flights.join("k", 0) else { panic!() };
-        let Join::Leader(new) = flights.join("k", 1) else { panic!("must not join an older flight") };
+        let Join::Leader(old) = flights.join("k", 0) else {
+            panic!()
+        };
+        let Join::Leader(new) = flights.join("k", 1) else {
+            panic!("must not join an older flight")
+        };
         drop(old);
         // The old leader must not remove the new flight.
         assert!(matches!(flights.join("k", 1), Join::Waiter(_)));

@@ -363,7 +363,8 @@ impl CacheHandle {
 
     /// Drops every entry whose URL (or value name) starts with `prefix`.
     pub async fn invalidate_prefix(&self, prefix: &str) -> Result<u64, Error> {
-        self.invalidate(&Invalidation::Prefix(prefix.to_owned())).await
+        self.invalidate(&Invalidation::Prefix(prefix.to_owned()))
+            .await
     }
 
     /// Drops every entry of one user: private responses and values named

@@ -117,8 +117,9 @@ impl KeyBuilder {
     pub fn url_key(&self, uri: &Uri) -> String {
         let path = uri.path();
         let query = uri.query().unwrap_or("");
-        let mut key =
-            String::with_capacity(self.prefix.len() + HTTP_MARK.len() + path.len() + query.len() + 1);
+        let mut key = String::with_capacity(
+            self.prefix.len() + HTTP_MARK.len() + path.len() + query.len() + 1,
+        );
         key.push_str(&self.prefix);
         key.push_str(HTTP_MARK);
         push_normalized(&mut key, path, query);
@@ -249,8 +250,14 @@ fn name_of(pair: &str) -> &str {
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
-    let end = bytes.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |i| i + 1);
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
     &bytes[start..end]
 }
 
@@ -279,7 +286,10 @@ mod tests {
     #[test]
     fn prefix_has_app_and_env() {
         assert_eq!(keys().prefix(), "thebot:production:");
-        assert_eq!(keys().make_key(&["materials", "list"]), "thebot:production:materials:list");
+        assert_eq!(
+            keys().make_key(&["materials", "list"]),
+            "thebot:production:materials:list"
+        );
     }
 
     #[test]
@@ -334,7 +344,10 @@ mod tests {
         let key = k.variant_key("p", Some("a#u=b"), &[], &HeaderMap::new());
         assert_eq!(key, "p#u=a%23u=b");
         assert_eq!(KeyBuilder::user_name("x", "1:2"), "user:1%3A2:x");
-        assert_eq!(KeyBuilder::user_of_name("user:1%3A2:x").as_deref(), Some("1:2"));
+        assert_eq!(
+            KeyBuilder::user_of_name("user:1%3A2:x").as_deref(),
+            Some("1:2")
+        );
         assert_eq!(KeyBuilder::user_of_name("users:1"), None);
     }
 

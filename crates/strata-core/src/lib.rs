@@ -39,8 +39,8 @@
 mod annotate;
 mod body;
 mod clock;
-mod config;
 pub mod conditional;
+mod config;
 pub mod entry;
 mod error;
 mod flight;
@@ -58,7 +58,9 @@ pub use clock::{Clock, MockClock, SystemClock};
 pub use config::{Config, TtlProfiles};
 pub use entry::{CachedResponse, Entry, EntryKind, VariantRule};
 pub use error::{Error, Result};
-pub use handle::{Cache, CacheBuilder, CacheHandle, DEFAULT_MAX_BODY, DEFAULT_PASS_TTL, UserResolver};
+pub use handle::{
+    Cache, CacheBuilder, CacheHandle, DEFAULT_MAX_BODY, DEFAULT_PASS_TTL, UserResolver,
+};
 pub use key::KeyBuilder;
 pub use layer::CacheLayer;
 pub use policy::{CachePolicy, Invalidates, Scope};

@@ -165,7 +165,9 @@ struct LazyUser(Option<Option<String>>);
 
 impl LazyUser {
     fn get(&mut self, shared: &Shared, parts: &Parts) -> Option<&str> {
-        self.0.get_or_insert_with(|| shared.user_of(parts)).as_deref()
+        self.0
+            .get_or_insert_with(|| shared.user_of(parts))
+            .as_deref()
     }
 }
 
@@ -206,7 +208,11 @@ fn step_at_primary(
             } else {
                 None
             };
-            Step::Variant(shared.keys.variant_key(primary, user, &rule.vary, &parts.headers))
+            Step::Variant(
+                shared
+                    .keys
+                    .variant_key(primary, user, &rule.vary, &parts.headers),
+            )
         }
         EntryKind::Value(_) => Step::Pass,
     }
@@ -277,8 +283,12 @@ fn body_length<B: Body>(response: &Response<B>) -> Option<u64> {
 fn header_has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
     headers.get_all(name).iter().any(|value| {
         value.to_str().is_ok_and(|v| {
-            v.split(',')
-                .any(|part| part.trim().split('=').next().is_some_and(|t| t.eq_ignore_ascii_case(token)))
+            v.split(',').any(|part| {
+                part.trim()
+                    .split('=')
+                    .next()
+                    .is_some_and(|t| t.eq_ignore_ascii_case(token))
+            })
         })
     })
 }
@@ -360,7 +370,11 @@ fn respond_from_entry<B>(
     };
     let age = age_value(entry.age(now).as_secs());
     if stored.status.is_success()
-        && is_not_modified(request_headers, stored.headers.get(ETAG), Some(stored.last_modified))
+        && is_not_modified(
+            request_headers,
+            stored.headers.get(ETAG),
+            Some(stored.last_modified),
+        )
     {
         bump(&shared.stats.not_modified);
         let mut response = Response::new(CacheBody::empty());
@@ -405,7 +419,14 @@ fn fast_hit<B>(shared: &Shared, parts: &Parts, primary: &str) -> Option<Response
     };
     bump(&shared.stats.hits);
     let head = parts.method == Method::HEAD;
-    Some(respond_from_entry(shared, &entry, &parts.headers, head, now, Served::Hit))
+    Some(respond_from_entry(
+        shared,
+        &entry,
+        &parts.headers,
+        head,
+        now,
+        Served::Hit,
+    ))
 }
 
 // ----------------------------------------------------------------------------
@@ -451,17 +472,42 @@ where
         let (flight_key, fwd) = match step {
             Step::Hit(entry) => {
                 bump(&shared.stats.hits);
-                return Ok(respond_from_entry(&shared, &entry, &parts.headers, head, now, Served::Hit));
+                return Ok(respond_from_entry(
+                    &shared,
+                    &entry,
+                    &parts.headers,
+                    head,
+                    now,
+                    Served::Hit,
+                ));
             }
             Step::Pass => {
-                return forward(&shared, inner, parts, body, &primary, user, generation, Mode::Pass)
-                    .await
-                    .map(|(response, _)| response);
+                return forward(
+                    &shared,
+                    inner,
+                    parts,
+                    body,
+                    &primary,
+                    user,
+                    generation,
+                    Mode::Pass,
+                )
+                .await
+                .map(|(response, _)| response);
             }
             Step::Bypass => {
-                return forward(&shared, inner, parts, body, &primary, user, generation, Mode::Bypass)
-                    .await
-                    .map(|(response, _)| response);
+                return forward(
+                    &shared,
+                    inner,
+                    parts,
+                    body,
+                    &primary,
+                    user,
+                    generation,
+                    Mode::Bypass,
+                )
+                .await
+                .map(|(response, _)| response);
             }
             Step::Miss { flight_key, fwd } => (flight_key, fwd),
             Step::Variant(_) => unreachable!("resolved above"),
@@ -470,8 +516,10 @@ where
             Join::Leader(leader) => {
                 bump(&shared.stats.misses);
                 let mode = Mode::Fill(fwd);
-                let (response, outcome) =
-                    forward(&shared, inner, parts, body, &primary, user, generation, mode).await?;
+                let (response, outcome) = forward(
+                    &shared, inner, parts, body, &primary, user, generation, mode,
+                )
+                .await?;
                 leader.complete(outcome);
                 return Ok(response);
             }
@@ -482,7 +530,14 @@ where
                         bump(&shared.stats.hits);
                         let now = shared.clock.now();
                         let served = Served::Collapsed(fwd);
-                        return Ok(respond_from_entry(&shared, &filled.entry, &parts.headers, head, now, served));
+                        return Ok(respond_from_entry(
+                            &shared,
+                            &filled.entry,
+                            &parts.headers,
+                            head,
+                            now,
+                            served,
+                        ));
                     }
                     // Stored for another variant: look again with the rule.
                 }
@@ -490,9 +545,11 @@ where
                     // The leader's response was not shareable: ask ourselves.
                     bump(&shared.stats.misses);
                     let mode = Mode::Fill(fwd);
-                    return forward(&shared, inner, parts, body, &primary, user, generation, mode)
-                        .await
-                        .map(|(response, _)| response);
+                    return forward(
+                        &shared, inner, parts, body, &primary, user, generation, mode,
+                    )
+                    .await
+                    .map(|(response, _)| response);
                 }
                 None => {} // The leader went away: look again, perhaps lead.
             },
@@ -500,14 +557,29 @@ where
     }
     bump(&shared.stats.misses);
     let generation = shared.generation();
-    forward(&shared, inner, parts, body, &primary, user, generation, Mode::Fill(Fwd::UriMiss))
-        .await
-        .map(|(response, _)| response)
+    forward(
+        &shared,
+        inner,
+        parts,
+        body,
+        &primary,
+        user,
+        generation,
+        Mode::Fill(Fwd::UriMiss),
+    )
+    .await
+    .map(|(response, _)| response)
 }
 
 /// Whether a response a flight leader stored may answer this request: only
 /// if this request would have looked it up under the same key.
-fn serves(shared: &Shared, filled: &Filled, primary: &str, parts: &Parts, user: &mut LazyUser) -> bool {
+fn serves(
+    shared: &Shared,
+    filled: &Filled,
+    primary: &str,
+    parts: &Parts,
+    user: &mut LazyUser,
+) -> bool {
     let expected = match &filled.rule {
         None => primary.to_owned(),
         Some(rule) => {
@@ -519,7 +591,9 @@ fn serves(shared: &Shared, filled: &Filled, primary: &str, parts: &Parts, user: 
             } else {
                 None
             };
-            shared.keys.variant_key(primary, user, &rule.vary, &parts.headers)
+            shared
+                .keys
+                .variant_key(primary, user, &rule.vary, &parts.headers)
         }
     };
     expected == filled.entry.key
@@ -602,13 +676,19 @@ where
             let mut response = response.map(CacheBody::inner);
             let headers = response.headers_mut();
             headers.insert(CACHE_CONTROL, policy.cache_control().clone());
-            headers.insert(CACHE_STATUS, HeaderValue::from_static("strata; fwd=bypass; detail=no-store"));
+            headers.insert(
+                CACHE_STATUS,
+                HeaderValue::from_static("strata; fwd=bypass; detail=no-store"),
+            );
             (response, None)
         }
         Scope::NoCache => {
             bump(&shared.stats.bypasses);
             remember_pass(shared, &ctx).await;
-            (no_cache_response(shared, response, &policy, &ctx).await, None)
+            (
+                no_cache_response(shared, response, &policy, &ctx).await,
+                None,
+            )
         }
         Scope::Public | Scope::Private => store_response(shared, response, &policy, ctx).await,
     }
@@ -628,7 +708,12 @@ async fn remember_pass(shared: &Shared, ctx: &Ctx<'_>) {
     shared.put_all(&[marker], ctx.generation).await;
 }
 
-fn rule_entry(shared: &Shared, ctx: &Ctx<'_>, rule: VariantRule, ttl: std::time::Duration) -> Arc<Entry> {
+fn rule_entry(
+    shared: &Shared,
+    ctx: &Ctx<'_>,
+    rule: VariantRule,
+    ttl: std::time::Duration,
+) -> Arc<Entry> {
     Arc::new(Entry {
         key: ctx.primary.to_owned(),
         name: ctx.name.clone(),
@@ -661,7 +746,9 @@ where
             Ok(frame) => frame,
             Err(error) => return Buffered::Failed(error.into()),
         };
-        let Ok(data) = frame.into_data() else { continue }; // trailers are not stored
+        let Ok(data) = frame.into_data() else {
+            continue;
+        }; // trailers are not stored
         match &first {
             None if rest.is_empty() => first = Some(data),
             _ => {
@@ -729,12 +816,17 @@ where
         Buffered::TooLong(read, rest) => {
             bump(&shared.stats.bypasses);
             let mut response = Response::from_parts(head_parts, CacheBody::prefixed(read, rest));
-            response.headers_mut().insert(CACHE_STATUS, not_stored_status(fwd, "too-large"));
+            response
+                .headers_mut()
+                .insert(CACHE_STATUS, not_stored_status(fwd, "too-large"));
             return (response, None);
         }
         Buffered::Failed(error) => {
             // The client sees the inner body's failure; nothing is stored.
-            return (Response::from_parts(head_parts, CacheBody::failed(error)), None);
+            return (
+                Response::from_parts(head_parts, CacheBody::failed(error)),
+                None,
+            );
         }
     };
 
@@ -748,7 +840,10 @@ where
     if !headers.contains_key(ETAG) {
         headers.insert(ETAG, etag_for(&body));
     }
-    let last_modified = match headers.get(LAST_MODIFIED).and_then(conditional::parse_http_date) {
+    let last_modified = match headers
+        .get(LAST_MODIFIED)
+        .and_then(conditional::parse_http_date)
+    {
         Some(time) => time,
         None => {
             headers.insert(LAST_MODIFIED, http_date(now));
@@ -771,9 +866,12 @@ where
     });
     let user = if per_user { ctx.user.clone() } else { None };
     let key = match &rule {
-        Some(rule) => shared
-            .keys
-            .variant_key(ctx.primary, user.as_deref(), &rule.vary, &ctx.request_headers),
+        Some(rule) => shared.keys.variant_key(
+            ctx.primary,
+            user.as_deref(),
+            &rule.vary,
+            &ctx.request_headers,
+        ),
         None => ctx.primary.to_owned(),
     };
     let entry = Arc::new(Entry {
@@ -823,7 +921,9 @@ where
     let measurable = body_length(&response).is_some_and(|len| len <= shared.max_body as u64);
     if !measurable || !response.status().is_success() {
         let mut response = response.map(CacheBody::inner);
-        response.headers_mut().insert(CACHE_CONTROL, policy.cache_control().clone());
+        response
+            .headers_mut()
+            .insert(CACHE_CONTROL, policy.cache_control().clone());
         response.headers_mut().insert(CACHE_STATUS, status);
         return response;
     }
@@ -835,7 +935,9 @@ where
             response.headers_mut().insert(CACHE_STATUS, status);
             return response;
         }
-        Buffered::Failed(error) => return Response::from_parts(head_parts, CacheBody::failed(error)),
+        Buffered::Failed(error) => {
+            return Response::from_parts(head_parts, CacheBody::failed(error));
+        }
     };
     let headers = &mut head_parts.headers;
     headers.insert(CACHE_CONTROL, policy.cache_control().clone());
@@ -843,13 +945,17 @@ where
         headers.insert(ETAG, etag_for(&body));
     }
     headers.insert(CACHE_STATUS, status);
-    let last_modified = headers.get(LAST_MODIFIED).and_then(conditional::parse_http_date);
+    let last_modified = headers
+        .get(LAST_MODIFIED)
+        .and_then(conditional::parse_http_date);
     if is_not_modified(&ctx.request_headers, headers.get(ETAG), last_modified) {
         bump(&shared.stats.not_modified);
         let mut not_modified = Response::new(CacheBody::empty());
         *not_modified.status_mut() = StatusCode::NOT_MODIFIED;
         copy_not_modified_headers(headers, not_modified.headers_mut());
-        not_modified.headers_mut().insert(CACHE_STATUS, headers[&CACHE_STATUS].clone());
+        not_modified
+            .headers_mut()
+            .insert(CACHE_STATUS, headers[&CACHE_STATUS].clone());
         return not_modified;
     }
     headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
@@ -925,7 +1031,9 @@ impl<F, B, E> ResponseFuture<F, B, E> {
         }
     }
 
-    fn boxed(future: impl Future<Output = Result<Response<CacheBody<B>>, E>> + Send + 'static) -> Self {
+    fn boxed(
+        future: impl Future<Output = Result<Response<CacheBody<B>>, E>> + Send + 'static,
+    ) -> Self {
         Self {
             kind: FutureKind::Boxed {
                 future: Box::pin(future),
@@ -941,7 +1049,9 @@ impl<F, B, E> fmt::Debug for ResponseFuture<F, B, E> {
             FutureKind::Inner { .. } => "inner",
             FutureKind::Boxed { .. } => "boxed",
         };
-        f.debug_struct("ResponseFuture").field("kind", &kind).finish()
+        f.debug_struct("ResponseFuture")
+            .field("kind", &kind)
+            .finish()
     }
 }
 
@@ -953,9 +1063,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            FutureKindProj::Ready { response } => {
-                Poll::Ready(Ok(response.take().expect("ResponseFuture polled after completion")))
-            }
+            FutureKindProj::Ready { response } => Poll::Ready(Ok(response
+                .take()
+                .expect("ResponseFuture polled after completion"))),
             FutureKindProj::Inner { future } => future.poll(cx).map_ok(|r| r.map(CacheBody::inner)),
             FutureKindProj::Boxed { future } => future.as_mut().poll(cx),
         }

@@ -82,13 +82,17 @@ fn labels(entry: &Entry) -> impl Iterator<Item = Label> + '_ {
         .iter()
         .map(|tag| Label::Tag(tag.clone()))
         .chain(entry.user.iter().map(|user| Label::User(user.clone())))
-        .chain(std::iter::once(Label::Path(path_of(&entry.name).to_owned())))
+        .chain(std::iter::once(Label::Path(
+            path_of(&entry.name).to_owned(),
+        )))
 }
 
 fn lock(index: &Mutex<Index>) -> MutexGuard<'_, Index> {
     // The index is only ever left half-updated by a panic in HashMap code;
     // keep serving rather than poison every later request.
-    index.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    index
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 struct RetentionExpiry;
@@ -140,7 +144,9 @@ impl MemoryStoreBuilder {
                         listener_counters.evictions.fetch_add(1, Ordering::Relaxed);
                     }
                     RemovalCause::Expired => {
-                        listener_counters.expirations.fetch_add(1, Ordering::Relaxed);
+                        listener_counters
+                            .expirations
+                            .fetch_add(1, Ordering::Relaxed);
                     }
                     RemovalCause::Explicit | RemovalCause::Replaced => {}
                 }
@@ -367,7 +373,10 @@ mod tests {
         store.put_entry(value("k1", "/a/?x=1", &[], None, 1));
         store.put_entry(value("k2", "/a/", &[], Some("u"), 1));
         store.put_entry(value("k3", "/a/b", &[], None, 1));
-        assert_eq!(store.invalidate_now(&Invalidation::Url("/a/?y=2".into())), 2);
+        assert_eq!(
+            store.invalidate_now(&Invalidation::Url("/a/?y=2".into())),
+            2
+        );
         assert!(store.get_entry("k3").is_some());
     }
 
@@ -384,7 +393,13 @@ mod tests {
     fn eviction_is_counted_and_indexes_do_not_leak() {
         let store = MemoryStore::new(64 * 1024);
         for i in 0..200 {
-            store.put_entry(value(&format!("k{i}"), &format!("/p/{i}"), &["t"], Some("u"), 2048));
+            store.put_entry(value(
+                &format!("k{i}"),
+                &format!("/p/{i}"),
+                &["t"],
+                Some("u"),
+                2048,
+            ));
         }
         let stats = store.snapshot();
         assert!(stats.bytes <= 64 * 1024, "{stats:?}");
