@@ -524,23 +524,23 @@ where
                 return Ok(response);
             }
             Join::Waiter(waiter) => match waiter.wait().await {
-                Some(Some(filled)) => {
-                    if serves(&shared, &filled, &primary, &parts, &mut user) {
-                        bump(&shared.stats.coalesced);
-                        bump(&shared.stats.hits);
-                        let now = shared.clock.now();
-                        let served = Served::Collapsed(fwd);
-                        return Ok(respond_from_entry(
-                            &shared,
-                            &filled.entry,
-                            &parts.headers,
-                            head,
-                            now,
-                            served,
-                        ));
-                    }
-                    // Stored for another variant: look again with the rule.
+                Some(Some(filled)) if serves(&shared, &filled, &primary, &parts, &mut user) => {
+                    bump(&shared.stats.coalesced);
+                    bump(&shared.stats.hits);
+                    let now = shared.clock.now();
+                    let served = Served::Collapsed(fwd);
+                    let entry = &filled.entry;
+                    return Ok(respond_from_entry(
+                        &shared,
+                        entry,
+                        &parts.headers,
+                        head,
+                        now,
+                        served,
+                    ));
                 }
+                // Stored for another variant: look again with the rule.
+                Some(Some(_)) => {}
                 Some(None) => {
                     // The leader's response was not shareable: ask ourselves.
                     bump(&shared.stats.misses);
