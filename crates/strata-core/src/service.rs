@@ -783,11 +783,8 @@ where
         Mode::Pass => "miss",
         Mode::Bypass => "bypass",
     };
-    let reason = if matches!(ctx.mode, Mode::Bypass) {
-        Some("bypass")
-    } else {
-        unstorable_reason(policy, &response, ctx.user.as_deref(), shared.max_body)
-    };
+    let reason = unstorable_reason(policy, &response, ctx.user.as_deref(), shared.max_body)
+        .or(matches!(ctx.mode, Mode::Bypass).then_some("bypass"));
     if let Some(reason) = reason {
         bump(&shared.stats.bypasses);
         if reason == "anonymous" && !matches!(ctx.mode, Mode::Bypass) {
