@@ -458,10 +458,16 @@ where
 {
     let mut user = LazyUser::default();
     let head = parts.method == Method::HEAD;
-    for _ in 0..MAX_ROUNDS {
+    let mut rounds = 0;
+    let (generation, mode, leader) = loop {
+        rounds += 1;
         // Read before looking: an invalidation from here on makes this
         // request's fill (if it leads one) throw its entry away.
         let generation = shared.generation();
+        if rounds > MAX_ROUNDS {
+            bump(&shared.stats.misses);
+            break (generation, Mode::Fill(Fwd::UriMiss), None);
+        }
         let now = shared.clock.now();
         let found = shared.get(&primary).await;
         let mut step = step_at_primary(&shared, &primary, found, &parts, &mut user, now);
@@ -472,56 +478,25 @@ where
         let (flight_key, fwd) = match step {
             Step::Hit(entry) => {
                 bump(&shared.stats.hits);
+                let served = Served::Hit;
                 return Ok(respond_from_entry(
                     &shared,
                     &entry,
                     &parts.headers,
                     head,
                     now,
-                    Served::Hit,
+                    served,
                 ));
             }
-            Step::Pass => {
-                return forward(
-                    &shared,
-                    inner,
-                    parts,
-                    body,
-                    &primary,
-                    user,
-                    generation,
-                    Mode::Pass,
-                )
-                .await
-                .map(|(response, _)| response);
-            }
-            Step::Bypass => {
-                return forward(
-                    &shared,
-                    inner,
-                    parts,
-                    body,
-                    &primary,
-                    user,
-                    generation,
-                    Mode::Bypass,
-                )
-                .await
-                .map(|(response, _)| response);
-            }
+            Step::Pass => break (generation, Mode::Pass, None),
+            Step::Bypass => break (generation, Mode::Bypass, None),
             Step::Miss { flight_key, fwd } => (flight_key, fwd),
             Step::Variant(_) => unreachable!("resolved above"),
         };
         match shared.flights.join(&flight_key, generation) {
             Join::Leader(leader) => {
                 bump(&shared.stats.misses);
-                let mode = Mode::Fill(fwd);
-                let (response, outcome) = forward(
-                    &shared, inner, parts, body, &primary, user, generation, mode,
-                )
-                .await?;
-                leader.complete(outcome);
-                return Ok(response);
+                break (generation, Mode::Fill(fwd), Some(leader));
             }
             Join::Waiter(waiter) => match waiter.wait().await {
                 Some(Some(filled)) if serves(&shared, &filled, &primary, &parts, &mut user) => {
@@ -539,36 +514,25 @@ where
                         served,
                     ));
                 }
-                // Stored for another variant: look again with the rule.
-                Some(Some(_)) => {}
                 Some(None) => {
                     // The leader's response was not shareable: ask ourselves.
                     bump(&shared.stats.misses);
-                    let mode = Mode::Fill(fwd);
-                    return forward(
-                        &shared, inner, parts, body, &primary, user, generation, mode,
-                    )
-                    .await
-                    .map(|(response, _)| response);
+                    break (generation, Mode::Fill(fwd), None);
                 }
-                None => {} // The leader went away: look again, perhaps lead.
+                // Stored for another variant, or the leader went away:
+                // look again (with the rule now known), perhaps lead.
+                Some(Some(_)) | None => {}
             },
         }
-    }
-    bump(&shared.stats.misses);
-    let generation = shared.generation();
-    forward(
-        &shared,
-        inner,
-        parts,
-        body,
-        &primary,
-        user,
-        generation,
-        Mode::Fill(Fwd::UriMiss),
+    };
+    let (response, outcome) = forward(
+        &shared, inner, parts, body, &primary, user, generation, mode,
     )
-    .await
-    .map(|(response, _)| response)
+    .await?;
+    if let Some(leader) = leader {
+        leader.complete(outcome);
+    }
+    Ok(response)
 }
 
 /// Whether a response a flight leader stored may answer this request: only
@@ -847,7 +811,10 @@ where
             now
         }
     };
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    if head_parts.status != StatusCode::NO_CONTENT {
+        // Stored so that HEAD answers carry the GET's length.
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
     for name in policy.vary_headers() {
         if !header_has_token(&headers, &VARY, name.as_str()) {
             headers.append(VARY, HeaderValue::from_name(name.clone()));
