@@ -9,10 +9,15 @@ use strata::{Cache, CachePolicy};
 async fn main() {
     let cache = Cache::builder().prefix("myapp", "dev").build();
     let app = Router::new()
-        .route("/api/materials/", get(|| async { r#"[{"id":1,"title":"Algebra"}]"# })
-            .layer(CachePolicy::public(Duration::from_secs(1800)).tag("materials")))
+        .route(
+            "/api/materials/",
+            get(|| async { r#"[{"id":1,"title":"Algebra"}]"# })
+                .layer(CachePolicy::public(Duration::from_secs(1800)).tag("materials")),
+        )
         .layer(cache.layer());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:3000")
+        .await
+        .unwrap();
     println!("listening on http://{}", listener.local_addr().unwrap());
     axum::serve(listener, app).await.unwrap();
 }

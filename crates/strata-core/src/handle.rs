@@ -112,6 +112,11 @@ impl Shared {
     /// Writes `entries` (in order), then drops them again if an
     /// invalidation happened since `generation` was read.
     pub(crate) async fn put_all(&self, entries: &[Arc<Entry>], generation: u64) {
+        // An invalidation that has already returned must not see its data
+        // come back, not even until the check below deletes it again.
+        if self.generation() != generation {
+            return;
+        }
         for entry in entries {
             if let Err(error) = self.store.put(Arc::clone(entry)).await {
                 bump(&self.stats.errors);
@@ -510,5 +515,84 @@ impl CacheHandle {
             EntryKind::Value(json) => serde_json::from_slice(json).ok(),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::store::{BoxFuture, StoreStats};
+
+    /// A memory store that counts writes.
+    #[derive(Debug)]
+    struct CountingStore {
+        inner: MemoryStore,
+        puts: AtomicUsize,
+    }
+
+    impl Store for CountingStore {
+        fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Arc<Entry>>, Error>> {
+            self.inner.get(key)
+        }
+
+        fn put(&self, entry: Arc<Entry>) -> BoxFuture<'_, Result<(), Error>> {
+            self.puts.fetch_add(1, Ordering::SeqCst);
+            self.inner.put(entry)
+        }
+
+        fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
+            self.inner.delete(key)
+        }
+
+        fn invalidate<'a>(&'a self, what: &'a Invalidation) -> BoxFuture<'a, Result<u64, Error>> {
+            self.inner.invalidate(what)
+        }
+
+        fn stats(&self) -> Vec<StoreStats> {
+            self.inner.stats()
+        }
+
+        fn health(&self) -> BoxFuture<'_, Vec<Health>> {
+            self.inner.health()
+        }
+    }
+
+    impl Default for CountingStore {
+        fn default() -> Self {
+            Self {
+                inner: MemoryStore::new(1 << 20),
+                puts: AtomicUsize::new(0),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fill_older_than_a_finished_invalidation_writes_nothing() {
+        let store = Arc::new(CountingStore::default());
+        let cache = Cache::builder().store(Arc::clone(&store) as _).build();
+        let shared = &cache.shared;
+        let entry = Arc::new(Entry {
+            key: "k".to_owned(),
+            name: "/k".to_owned(),
+            user: None,
+            tags: Vec::new(),
+            stored_at: SystemTime::now(),
+            ttl: Duration::from_secs(60),
+            stale: Duration::ZERO,
+            kind: EntryKind::Value(Bytes::from_static(b"old")),
+        });
+
+        let generation = shared.generation();
+        cache.handle().invalidate_key("k").await.unwrap();
+        shared.put_all(&[Arc::clone(&entry)], generation).await;
+        assert_eq!(store.puts.load(Ordering::SeqCst), 0, "not even briefly");
+        assert!(store.inner.get_entry("k").is_none());
+
+        shared.put_all(&[entry], shared.generation()).await;
+        assert_eq!(store.puts.load(Ordering::SeqCst), 1);
+        assert!(store.inner.get_entry("k").is_some());
     }
 }

@@ -249,8 +249,21 @@ fn unstorable_reason<B: Body>(
     if policy.scope() == Scope::Public && headers.contains_key(SET_COOKIE) {
         return Some("set-cookie");
     }
+    // The handler marked its own response as one user's (RFC 9111
+    // §5.2.2.7): a shared entry would serve it to everyone.
+    if policy.scope() == Scope::Public && header_has_token(headers, &CACHE_CONTROL, "private") {
+        return Some("private");
+    }
     if header_has_token(headers, &CACHE_CONTROL, "no-store") {
         return Some("no-store");
+    }
+    // The handler asked for revalidation on every use; strata does not
+    // revalidate stored responses, so it must not store this one.
+    if header_has_token(headers, &CACHE_CONTROL, "no-cache") {
+        return Some("no-cache");
+    }
+    if policy.ttl().is_zero() {
+        return Some("ttl");
     }
     if header_has_token(headers, &VARY, "*") {
         return Some("vary-star");
@@ -611,7 +624,14 @@ where
         mode,
     };
     let response = inner.call(Request::from_parts(parts, body)).await?;
-    Ok(handle_response(shared, response, ctx).await)
+    let (response, outcome) = handle_response(shared, response, ctx).await;
+    // A HEAD sent on as GET must not answer with the GET's body.
+    let response = if head {
+        response.map(|_| CacheBody::empty())
+    } else {
+        response
+    };
+    Ok((response, outcome))
 }
 
 async fn handle_response<B>(
@@ -764,7 +784,10 @@ where
         }
         let mut response = response.map(CacheBody::inner);
         let headers = response.headers_mut();
-        if !matches!(reason, "status" | "set-cookie" | "no-store") {
+        if !matches!(
+            reason,
+            "status" | "set-cookie" | "no-store" | "no-cache" | "private"
+        ) {
             headers.insert(CACHE_CONTROL, policy.cache_control().clone());
         }
         headers.insert(CACHE_STATUS, not_stored_status(fwd, reason));
@@ -777,9 +800,9 @@ where
         Buffered::TooLong(read, rest) => {
             bump(&shared.stats.bypasses);
             let mut response = Response::from_parts(head_parts, CacheBody::prefixed(read, rest));
-            response
-                .headers_mut()
-                .insert(CACHE_STATUS, not_stored_status(fwd, "too-large"));
+            let headers = response.headers_mut();
+            headers.insert(CACHE_CONTROL, policy.cache_control().clone());
+            headers.insert(CACHE_STATUS, not_stored_status(fwd, "too-large"));
             return (response, None);
         }
         Buffered::Failed(error) => {
@@ -794,9 +817,15 @@ where
     let now = shared.clock.now();
     let vary = vary_of(policy, &head_parts.headers);
     let mut headers = head_parts.headers;
-    if per_user {
+    // A stored private copy never replays a cookie on hits, but the
+    // response made for this very request still sets it.
+    let cookies: Vec<HeaderValue> = if per_user {
+        let cookies = headers.get_all(SET_COOKIE).iter().cloned().collect();
         headers.remove(SET_COOKIE);
-    }
+        cookies
+    } else {
+        Vec::new()
+    };
     headers.insert(CACHE_CONTROL, policy.cache_control().clone());
     if !headers.contains_key(ETAG) {
         headers.insert(ETAG, etag_for(&body));
@@ -864,7 +893,11 @@ where
         Mode::Fill(fwd) => Served::Stored(fwd),
         Mode::Pass | Mode::Bypass => Served::Stored(Fwd::UriMiss),
     };
-    let response = respond_from_entry(shared, &entry, &ctx.request_headers, ctx.head, now, served);
+    let mut response =
+        respond_from_entry(shared, &entry, &ctx.request_headers, ctx.head, now, served);
+    for cookie in cookies {
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
     (response, Some(Arc::new(Filled { entry, rule })))
 }
 
@@ -896,7 +929,9 @@ where
         Buffered::Whole(bytes) => bytes,
         Buffered::TooLong(read, rest) => {
             let mut response = Response::from_parts(head_parts, CacheBody::prefixed(read, rest));
-            response.headers_mut().insert(CACHE_STATUS, status);
+            let headers = response.headers_mut();
+            headers.insert(CACHE_CONTROL, policy.cache_control().clone());
+            headers.insert(CACHE_STATUS, status);
             return response;
         }
         Buffered::Failed(error) => {
@@ -1033,5 +1068,40 @@ where
             FutureKindProj::Inner { future } => future.poll(cx).map_ok(|r| r.map(CacheBody::inner)),
             FutureKindProj::Boxed { future } => future.as_mut().poll(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod unstorable_tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn response(headers: &[(HeaderName, &'static str)]) -> Response<http_body_util::Full<Bytes>> {
+        let mut response = Response::new(http_body_util::Full::new(Bytes::from_static(b"body")));
+        for (name, value) in headers {
+            response
+                .headers_mut()
+                .append(name.clone(), HeaderValue::from_static(value));
+        }
+        response
+    }
+
+    #[test]
+    fn handler_cache_control_private_keeps_a_public_route_out_of_the_store() {
+        let public = CachePolicy::public(Duration::from_secs(60));
+        let private = CachePolicy::private(Duration::from_secs(60));
+        let marked = response(&[(CACHE_CONTROL, "max-age=10, private")]);
+        assert_eq!(
+            unstorable_reason(&public, &marked, None, 1024),
+            Some("private")
+        );
+        // Under a private policy the entry is per user anyway.
+        assert_eq!(
+            unstorable_reason(&private, &marked, Some("alice"), 1024),
+            None
+        );
+        let plain = response(&[(CACHE_CONTROL, "max-age=10")]);
+        assert_eq!(unstorable_reason(&public, &plain, None, 1024), None);
     }
 }
