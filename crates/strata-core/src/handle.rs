@@ -90,7 +90,12 @@ impl fmt::Debug for Shared {
 
 impl Shared {
     pub(crate) fn user_of(&self, parts: &Parts) -> Option<String> {
-        self.user.as_ref().and_then(|resolver| resolver.user(parts))
+        // An empty identity is no identity: it must not become a shared
+        // "user" that every such request would see.
+        self.user
+            .as_ref()
+            .and_then(|resolver| resolver.user(parts))
+            .filter(|user| !user.is_empty())
     }
 
     pub(crate) fn generation(&self) -> u64 {

@@ -179,6 +179,9 @@ fn step_at_primary(
     user: &mut LazyUser,
     now: SystemTime,
 ) -> Step {
+    // A rule past its time is as good as none (rules follow the cache's
+    // clock like responses do, not only moka's).
+    let found = found.filter(|entry| entry.response().is_some() || entry.is_fresh(now));
     let Some(entry) = found else {
         // Nothing known about the URL yet. Requests of different users
         // never share a flight, so a private first response cannot reach

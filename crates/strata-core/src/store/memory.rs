@@ -49,6 +49,10 @@ struct Inner {
     index: Arc<Mutex<Index>>,
     counters: Arc<Counters>,
     next_id: AtomicU64,
+    /// Held across one insert and its registration, so that two puts of
+    /// one key cannot register in the opposite order to their inserts
+    /// (which would leave the loser's labels behind for good).
+    puts: Mutex<()>,
     capacity: u64,
 }
 
@@ -159,6 +163,7 @@ impl MemoryStoreBuilder {
                 index,
                 counters,
                 next_id: AtomicU64::new(1),
+                puts: Mutex::new(()),
                 capacity: self.max_bytes,
             }),
         }
@@ -212,10 +217,23 @@ impl MemoryStore {
         // Insert first, then register: an invalidation that takes a label
         // after this point finds the key; one that took it before has
         // already bumped the cache's generation, which the filler checks.
+        let _put = self
+            .inner
+            .puts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         self.inner.cache.insert(key.clone(), slot.clone());
-        let mut index = lock(&self.inner.index);
-        for label in labels(&slot.entry) {
-            index.entry(label).or_default().insert(key.clone(), id);
+        {
+            let mut index = lock(&self.inner.index);
+            for label in labels(&slot.entry) {
+                index.entry(label).or_default().insert(key.clone(), id);
+            }
+        }
+        // Removed (evicted, expired, deleted) before it was registered: the
+        // listener found nothing to unregister, so do it here. No other put
+        // can have replaced it meanwhile, so absence means it is gone.
+        if !self.inner.cache.contains_key(&key) {
+            unregister(&self.inner.index, &key, &slot);
         }
     }
 
@@ -406,6 +424,39 @@ mod tests {
         assert!(stats.evictions > 0, "{stats:?}");
         // Every key the index still names is in the cache: three labels each.
         assert_eq!(store.index_len() as u64, stats.entries * 3);
+    }
+
+    #[test]
+    fn concurrent_puts_of_one_key_leave_only_the_live_entry_indexed() {
+        let store = MemoryStore::new(1 << 20);
+        std::thread::scope(|scope| {
+            for thread in 0..8 {
+                let store = store.clone();
+                scope.spawn(move || {
+                    let tag = format!("t{thread}");
+                    for i in 0..1500 {
+                        let key = format!("k{}", i % 8);
+                        store.put_entry(value(&key, &format!("/{key}"), &[&tag], None, 8));
+                    }
+                });
+            }
+        });
+        // One tag and one path label per live entry, and no label naming
+        // a key under a tag it no longer has.
+        assert_eq!(store.index_len() as u64, 2 * store.snapshot().entries);
+        for thread in 0..8 {
+            let tag = format!("t{thread}");
+            let live = (0..8)
+                .filter(|i| {
+                    store
+                        .get_entry(&format!("k{i}"))
+                        .is_some_and(|entry| entry.tags == [tag.clone()])
+                })
+                .count() as u64;
+            assert_eq!(store.invalidate_now(&Invalidation::Tag(tag)), live);
+        }
+        assert_eq!(store.snapshot().entries, 0);
+        assert_eq!(store.index_len(), 0);
     }
 
     #[test]
