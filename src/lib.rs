@@ -2,7 +2,12 @@
 //!
 //! # Crate layout
 //!
-//! This facade re-exports [`strata_core`]; see its documentation for every
-//! module.
+//! This facade re-exports [`strata_core`] (see its documentation for every
+//! module) and, with the default `axum` feature, adds [`CachedRouter`].
 
+#[cfg(feature = "axum")]
+mod router;
+
+#[cfg(feature = "axum")]
+pub use router::{CachedRouter, CachedRouterFuture};
 pub use strata_core::*;

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::response::Response;
 use axum::routing::get;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use http::{HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
-use strata::{CACHE_STATUS, Cache, CachePolicy, CacheService};
-use tower::{Layer, ServiceExt};
+use strata::{CACHE_STATUS, Cache, CachePolicy, CachedRouter};
+use tower::ServiceExt;
 
 /// The shared route: a public policy when cached.
 pub(crate) const PUBLIC_PATH: &str = "/api/materials/";
@@ -50,7 +51,7 @@ pub(crate) enum Case {
     /// A route without policy behind the layer (pass-through).
     StrataMissPass,
     /// The `strata_hit` request with the layer wrapped around the whole
-    /// router (`cache.layer().layer(router)`) instead of `Router::layer`,
+    /// router (`CachedRouter`) instead of `Router::layer`,
     /// so a hit skips routing and the per-route boxed service.
     StrataHitOuter,
 }
@@ -106,10 +107,11 @@ pub(crate) fn router(body: &Bytes, cached: bool) -> Router {
     }
 }
 
-/// The router of [`router`], with the layer around it rather than inside.
-pub(crate) fn outer_router(body: &Bytes) -> CacheService<Router> {
+/// The routes of [`router`] behind a [`CachedRouter`]: the cache in front
+/// of routing, as `axum::serve` would run it, so a hit skips routing.
+pub(crate) fn outer_router(body: &Bytes) -> CachedRouter {
     let (router, cache) = routes(body, true);
-    cache.expect("cached").layer().layer(router.with_state(()))
+    CachedRouter::new(router.with_state(()), &cache.expect("cached"))
 }
 
 /// The routes (with their policies when `cached`) and the cache, if any.
@@ -169,49 +171,40 @@ pub(crate) fn request(case: Case, etag: Option<&HeaderValue>) -> Request<Body> {
     builder.body(Body::empty()).unwrap()
 }
 
-/// What a case calls: the router (with or without the layer inside), or
-/// the layer around the router.
+/// What a case calls: a `Router` (with or without the layer inside), or
+/// the routes behind a [`CachedRouter`].
 #[derive(Debug, Clone)]
 pub(crate) enum Target {
-    /// A `Router`, called as a service.
+    /// A `Router`.
     Router(Router),
-    /// `CacheService<Router>`.
-    Outer(CacheService<Router>),
+    /// A `CachedRouter`.
+    Cached(CachedRouter),
 }
 
 impl Target {
-    /// Calls a clone of the target with `request`; returns the status, the
-    /// `Cache-Status` and the whole body.
+    /// Calls a clone of the target with `request`.
+    async fn response(&self, request: Request<Body>) -> Response {
+        match self {
+            Target::Router(router) => router.clone().oneshot(request).await.unwrap(),
+            Target::Cached(cached) => cached.clone().oneshot(request).await.unwrap(),
+        }
+    }
+
+    /// Calls the target; returns the status, the `Cache-Status`, the ETag
+    /// and the whole body.
     async fn call(
         &self,
         request: Request<Body>,
     ) -> (StatusCode, Option<HeaderValue>, Option<HeaderValue>, Bytes) {
-        match self {
-            Target::Router(router) => {
-                let response = router.clone().oneshot(request).await.unwrap();
-                let (parts, body) = response.into_parts();
-                let body = body.collect().await.unwrap().to_bytes();
-                let headers = parts.headers;
-                (
-                    parts.status,
-                    headers.get(CACHE_STATUS).cloned(),
-                    headers.get(ETAG).cloned(),
-                    body,
-                )
-            }
-            Target::Outer(service) => {
-                let response = service.clone().oneshot(request).await.unwrap();
-                let (parts, body) = response.into_parts();
-                let body = body.collect().await.unwrap().to_bytes();
-                let headers = parts.headers;
-                (
-                    parts.status,
-                    headers.get(CACHE_STATUS).cloned(),
-                    headers.get(ETAG).cloned(),
-                    body,
-                )
-            }
-        }
+        let (parts, body) = self.response(request).await.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        let headers = parts.headers;
+        (
+            parts.status,
+            headers.get(CACHE_STATUS).cloned(),
+            headers.get(ETAG).cloned(),
+            body,
+        )
     }
 }
 
@@ -229,24 +222,13 @@ pub(crate) struct Prepared {
 
 impl Prepared {
     /// One measured iteration: build the request, call a clone of the
-    /// router (or of the outer layer), read the whole body. Returns the
-    /// status and the body length.
+    /// target, read the whole body. Returns the status and the body length.
     pub(crate) async fn run_once(&self) -> (StatusCode, usize) {
         let request = request(self.case, self.etag.as_ref());
-        match &self.target {
-            Target::Router(router) => {
-                let response = router.clone().oneshot(request).await.unwrap();
-                let status = response.status();
-                let body = response.into_body().collect().await.unwrap().to_bytes();
-                (status, body.len())
-            }
-            Target::Outer(service) => {
-                let response = service.clone().oneshot(request).await.unwrap();
-                let status = response.status();
-                let body = response.into_body().collect().await.unwrap().to_bytes();
-                (status, body.len())
-            }
-        }
+        let response = self.target.response(request).await;
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, body.len())
     }
 }
 
@@ -258,7 +240,7 @@ impl Prepared {
 pub(crate) async fn prepare(case: Case, body: &Bytes) -> Prepared {
     let cached = case != Case::PrebuiltBytes;
     let target = match case {
-        Case::StrataHitOuter => Target::Outer(outer_router(body)),
+        Case::StrataHitOuter => Target::Cached(outer_router(body)),
         _ => Target::Router(router(body, cached)),
     };
     let mut etag = None;

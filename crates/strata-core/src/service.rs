@@ -16,19 +16,21 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{
-    AGE, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, LAST_MODIFIED, SET_COOKIE, VARY,
+    AGE, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    LAST_MODIFIED, SET_COOKIE, VARY,
 };
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
 use pin_project_lite::pin_project;
+use tower::util::Oneshot;
 use tower_service::Service;
 
 use crate::body::{BoxError, CacheBody};
@@ -61,30 +63,51 @@ pub const STORABLE_STATUSES: [StatusCode; 6] = [
 const MAX_ROUNDS: usize = 4;
 
 /// The middleware. Built by [`CacheLayer`](crate::CacheLayer).
-#[derive(Debug, Clone)]
+///
+/// The inner service is kept behind an `Arc` and cloned only when a
+/// request has to reach it (a miss, a pass-through, a write): axum clones
+/// route services on every request, and a hit should not pay for cloning
+/// the route it never calls. For the same reason `poll_ready` is always
+/// ready; each call drives its own clone of the inner service to
+/// readiness before calling it.
+#[derive(Debug)]
 pub struct CacheService<S> {
-    inner: S,
+    inner: Arc<S>,
     shared: Arc<Shared>,
+}
+
+impl<S> Clone for CacheService<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            shared: Arc::clone(&self.shared),
+        }
+    }
 }
 
 impl<S> CacheService<S> {
     pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
-        Self { inner, shared }
+        Self {
+            inner: Arc::new(inner),
+            shared,
+        }
     }
 
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
+}
 
-    /// The inner service, mutably.
+impl<S: Clone> CacheService<S> {
+    /// The inner service, mutably (cloned first if other clones share it).
     pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
+        Arc::make_mut(&mut self.inner)
     }
 
     /// Unwraps the inner service.
     pub fn into_inner(self) -> S {
-        self.inner
+        Arc::unwrap_or_clone(self.inner)
     }
 }
 
@@ -99,10 +122,10 @@ where
 {
     type Response = Response<CacheBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+    type Future = ResponseFuture<ResBody, S::Error>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
@@ -110,27 +133,38 @@ where
         if method == Method::GET || method == Method::HEAD {
             let (parts, body) = request.into_parts();
             let primary = self.shared.keys.url_key(&parts.uri);
-            if let Some(response) = fast_hit(&self.shared, &parts, &primary) {
-                return ResponseFuture::ready(response);
-            }
-            let inner = take_ready(&mut self.inner);
+            // Read before looking, as `serve` does (see there).
+            let generation = self.shared.generation();
+            let (mode, user) = match fast_path(&self.shared, &parts, &primary) {
+                Fast::Hit(response) => return ResponseFuture::ready(response),
+                Fast::Go(mode, user) => (mode, user),
+                Fast::Lookup => {
+                    let inner = S::clone(&self.inner);
+                    let shared = Arc::clone(&self.shared);
+                    return ResponseFuture::boxed(serve(shared, inner, parts, body, primary));
+                }
+            };
+            let inner = S::clone(&self.inner);
             let shared = Arc::clone(&self.shared);
-            return ResponseFuture::boxed(serve(shared, inner, parts, body, primary));
+            return ResponseFuture::boxed(async move {
+                let forwarded = forward(
+                    &shared, inner, parts, body, &primary, user, generation, mode,
+                )
+                .await?;
+                Ok(forwarded.0)
+            });
         }
         if method.is_safe() {
-            return ResponseFuture::inner(self.inner.call(request));
+            let future = Oneshot::new(S::clone(&self.inner), request);
+            return ResponseFuture::boxed(async move {
+                let response = future.await?;
+                Ok(response.map(CacheBody::inner))
+            });
         }
         let path = request.uri().path().to_owned();
-        let future = self.inner.call(request);
+        let future = Oneshot::new(S::clone(&self.inner), request);
         ResponseFuture::boxed(after_write(Arc::clone(&self.shared), future, path))
     }
-}
-
-/// The service `poll_ready` was called on, leaving a clone in its place
-/// (the usual tower dance for services called from a spawned future).
-fn take_ready<S: Clone>(inner: &mut S) -> S {
-    let clone = inner.clone();
-    std::mem::replace(inner, clone)
 }
 
 // ----------------------------------------------------------------------------
@@ -332,8 +366,32 @@ fn vary_of(policy: &CachePolicy, response_headers: &HeaderMap) -> Vec<HeaderName
 
 static HIT: HeaderValue = HeaderValue::from_static("strata; hit");
 
+/// Ages below this many seconds come from a table built once, so a hit
+/// does not allocate to say how old it is.
+const AGE_TABLE_LEN: usize = 3601;
+
 fn age_value(secs: u64) -> HeaderValue {
-    HeaderValue::from(secs)
+    static TABLE: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| {
+        let mut digits = String::new();
+        let mut ends = Vec::with_capacity(AGE_TABLE_LEN);
+        for age in 0..AGE_TABLE_LEN {
+            digits.push_str(&age.to_string());
+            ends.push(digits.len());
+        }
+        let digits: &'static str = Box::leak(digits.into_boxed_str());
+        let mut start = 0;
+        ends.into_iter()
+            .map(|end| {
+                let value = HeaderValue::from_static(&digits[start..end]);
+                start = end;
+                value
+            })
+            .collect()
+    });
+    match usize::try_from(secs).ok().and_then(|i| TABLE.get(i)) {
+        Some(value) => value.clone(),
+        None => HeaderValue::from(secs),
+    }
 }
 
 /// How a stored response reached this request.
@@ -385,7 +443,10 @@ fn respond_from_entry<B>(
         unreachable!("only response entries are served");
     };
     let age = age_value(entry.age(now).as_secs());
-    if stored.status.is_success()
+    let conditional = request_headers.contains_key(IF_NONE_MATCH)
+        || request_headers.contains_key(IF_MODIFIED_SINCE);
+    if conditional
+        && stored.status.is_success()
         && is_not_modified(
             request_headers,
             stored.headers.get(ETAG),
@@ -418,8 +479,21 @@ fn respond_from_entry<B>(
     response
 }
 
-fn fast_hit<B>(shared: &Shared, parts: &Parts, primary: &str) -> Option<Response<CacheBody<B>>> {
-    let found = shared.store.get_local(primary)?;
+/// What the synchronous, in-process lookup found out.
+enum Fast<B> {
+    /// A fresh stored response: the answer.
+    Hit(Response<CacheBody<B>>),
+    /// The URL is known not to be storable for this request: go to the
+    /// inner service without another lookup and without a flight.
+    Go(Mode, LazyUser),
+    /// Not known here: look up through every layer.
+    Lookup,
+}
+
+fn fast_path<B>(shared: &Shared, parts: &Parts, primary: &str) -> Fast<B> {
+    let Some(found) = shared.store.get_local(primary) else {
+        return Fast::Lookup;
+    };
     let now = shared.clock.now();
     let mut user = LazyUser::default();
     let entry = match step_at_primary(shared, primary, Some(found), parts, &mut user, now) {
@@ -428,14 +502,16 @@ fn fast_hit<B>(shared: &Shared, parts: &Parts, primary: &str) -> Option<Response
             let found = shared.store.get_local(&key);
             match step_at_variant(key, found, now) {
                 Step::Hit(entry) => entry,
-                _ => return None,
+                _ => return Fast::Lookup,
             }
         }
-        _ => return None,
+        Step::Pass => return Fast::Go(Mode::Pass, user),
+        Step::Bypass => return Fast::Go(Mode::Bypass, user),
+        Step::Miss { .. } => return Fast::Lookup,
     };
     bump(&shared.stats.hits);
     let head = parts.method == Method::HEAD;
-    Some(respond_from_entry(
+    Fast::Hit(respond_from_entry(
         shared,
         &entry,
         &parts.headers,
@@ -626,6 +702,7 @@ where
         generation,
         mode,
     };
+    std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
     let response = inner.call(Request::from_parts(parts, body)).await?;
     let (response, outcome) = handle_response(shared, response, ctx).await;
     // A HEAD sent on as GET must not answer with the GET's body.
@@ -653,13 +730,13 @@ where
         .or_else(|| shared.default_policy.clone());
     let Some(policy) = policy else {
         bump(&shared.stats.bypasses);
-        remember_pass(shared, &ctx).await;
+        remember_pass(shared, &ctx, response.status()).await;
         return (response.map(CacheBody::inner), None);
     };
     match policy.scope() {
         Scope::NoStore => {
             bump(&shared.stats.bypasses);
-            remember_pass(shared, &ctx).await;
+            remember_pass(shared, &ctx, response.status()).await;
             let mut response = response.map(CacheBody::inner);
             let headers = response.headers_mut();
             headers.insert(CACHE_CONTROL, policy.cache_control().clone());
@@ -671,7 +748,7 @@ where
         }
         Scope::NoCache => {
             bump(&shared.stats.bypasses);
-            remember_pass(shared, &ctx).await;
+            remember_pass(shared, &ctx, response.status()).await;
             (
                 no_cache_response(shared, response, &policy, &ctx).await,
                 None,
@@ -683,8 +760,13 @@ where
 
 /// Records that the URL's responses are not storable, so later requests
 /// skip the single flight (and, on a tiered store, the remote lookup).
-async fn remember_pass(shared: &Shared, ctx: &Ctx<'_>) {
-    if !matches!(ctx.mode, Mode::Fill(_)) || shared.pass_ttl.is_zero() {
+///
+/// Only a successful response teaches this: an error or a 404 says
+/// nothing about the route's policy, and remembering every unknown URL a
+/// client makes up would let it push real entries out of memory.
+async fn remember_pass(shared: &Shared, ctx: &Ctx<'_>, status: StatusCode) {
+    let learnt = status.is_success() || status.is_redirection();
+    if !learnt || !matches!(ctx.mode, Mode::Fill(_)) || shared.pass_ttl.is_zero() {
         return;
     }
     let rule = VariantRule {
@@ -1002,34 +1084,27 @@ where
 
 pin_project! {
     /// Response future of [`CacheService`]: ready at once on an in-process
-    /// hit, the inner future on a pass-through, boxed otherwise.
-    pub struct ResponseFuture<F, B, E> {
+    /// hit, boxed otherwise. Kept small, because axum moves and boxes it.
+    pub struct ResponseFuture<B, E> {
         #[pin]
-        kind: FutureKind<F, B, E>,
+        kind: FutureKind<B, E>,
     }
 }
 
 pin_project! {
     #[project = FutureKindProj]
-    enum FutureKind<F, B, E> {
+    enum FutureKind<B, E> {
         Ready { response: Option<Response<CacheBody<B>>> },
-        Inner { #[pin] future: F },
         Boxed { future: BoxFuture<'static, Result<Response<CacheBody<B>>, E>> },
     }
 }
 
-impl<F, B, E> ResponseFuture<F, B, E> {
+impl<B, E> ResponseFuture<B, E> {
     fn ready(response: Response<CacheBody<B>>) -> Self {
         Self {
             kind: FutureKind::Ready {
                 response: Some(response),
             },
-        }
-    }
-
-    fn inner(future: F) -> Self {
-        Self {
-            kind: FutureKind::Inner { future },
         }
     }
 
@@ -1044,11 +1119,10 @@ impl<F, B, E> ResponseFuture<F, B, E> {
     }
 }
 
-impl<F, B, E> fmt::Debug for ResponseFuture<F, B, E> {
+impl<B, E> fmt::Debug for ResponseFuture<B, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.kind {
             FutureKind::Ready { .. } => "ready",
-            FutureKind::Inner { .. } => "inner",
             FutureKind::Boxed { .. } => "boxed",
         };
         f.debug_struct("ResponseFuture")
@@ -1057,10 +1131,7 @@ impl<F, B, E> fmt::Debug for ResponseFuture<F, B, E> {
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F, B, E>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
+impl<B, E> Future for ResponseFuture<B, E> {
     type Output = Result<Response<CacheBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -1068,7 +1139,6 @@ where
             FutureKindProj::Ready { response } => Poll::Ready(Ok(response
                 .take()
                 .expect("ResponseFuture polled after completion"))),
-            FutureKindProj::Inner { future } => future.poll(cx).map_ok(|r| r.map(CacheBody::inner)),
             FutureKindProj::Boxed { future } => future.as_mut().poll(cx),
         }
     }

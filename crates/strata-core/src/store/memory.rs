@@ -45,7 +45,7 @@ pub struct MemoryStore {
 
 #[derive(Debug)]
 struct Inner {
-    cache: Cache<String, Slot>,
+    cache: Cache<String, Slot, foldhash::fast::RandomState>,
     index: Arc<Mutex<Index>>,
     counters: Arc<Counters>,
     next_id: AtomicU64,
@@ -156,7 +156,9 @@ impl MemoryStoreBuilder {
                 }
                 unregister(&listener_index, &key, &slot);
             })
-            .build();
+            // A randomly seeded fast hasher: keys are attacker-chosen URLs,
+            // but SipHash costs a hit more than the lookup itself.
+            .build_with_hasher(foldhash::fast::RandomState::default());
         MemoryStore {
             inner: Arc::new(Inner {
                 cache,
