@@ -3,7 +3,11 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, StatusCode};
+use http::header::{AGE, CONTENT_LENGTH, ETAG};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+
+use crate::conditional::{NOT_MODIFIED_HEADERS, copy_not_modified_headers};
+use crate::service::CACHE_STATUS;
 
 /// One stored item with the metadata every layer needs to expire and
 /// invalidate it. Stores hand it out as `Arc<Entry>`, so a hit copies nothing.
@@ -32,6 +36,9 @@ pub struct Entry {
 /// The three things a store holds.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
+// Entries live behind an `Arc`; boxing the response would only add a
+// pointer chase to every hit.
+#[allow(clippy::large_enum_variant)]
 pub enum EntryKind {
     /// A response, ready to serve.
     Response(CachedResponse),
@@ -42,19 +49,79 @@ pub enum EntryKind {
     Value(Bytes),
 }
 
-/// A stored response. `headers` are final: they already carry `ETag`,
+/// A stored response. Its headers are final: they already carry `ETag`,
 /// `Last-Modified`, `Cache-Control` and `Content-Length`, plus `Age` and
-/// `Cache-Status` slots that a hit overwrites in place.
+/// `Cache-Status` slots that a hit overwrites in place. What a hit needs
+/// besides (the ETag, the headers of a 304) is derived once, here, when
+/// the response is stored or decoded, never per request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CachedResponse {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+    last_modified: SystemTime,
+    etag: Option<HeaderValue>,
+    not_modified: HeaderMap,
+}
+
+impl CachedResponse {
+    /// A stored response from its parts.
+    pub fn new(
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+        last_modified: SystemTime,
+    ) -> Self {
+        let etag = headers.get(ETAG).cloned();
+        let mut not_modified = HeaderMap::with_capacity(NOT_MODIFIED_HEADERS.len() + 2);
+        copy_not_modified_headers(&headers, &mut not_modified);
+        // Content-Length of the 200 is allowed on a 304 (RFC 9110 §8.6), and
+        // without it a server would add `content-length: 0`, which is not.
+        for slot in [CONTENT_LENGTH, AGE, CACHE_STATUS] {
+            if let Some(value) = headers.get(&slot) {
+                not_modified.insert(slot, value.clone());
+            }
+        }
+        Self {
+            status,
+            headers,
+            body,
+            last_modified,
+            etag,
+            not_modified,
+        }
+    }
+
     /// The status code.
-    pub status: StatusCode,
-    /// The headers to send.
-    pub headers: HeaderMap,
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The headers a 200 (or other stored status) is sent with.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
     /// The whole body.
-    pub body: Bytes,
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
     /// The `Last-Modified` time, kept parsed for `If-Modified-Since`.
-    pub last_modified: SystemTime,
+    pub fn last_modified(&self) -> SystemTime {
+        self.last_modified
+    }
+
+    /// The entity tag, if the response has one.
+    pub fn etag(&self) -> Option<&HeaderValue> {
+        self.etag.as_ref()
+    }
+
+    /// The headers of a 304 for this response (RFC 9110 §15.4.5), with
+    /// the same `Age` and `Cache-Status` slots.
+    pub fn not_modified_headers(&self) -> &HeaderMap {
+        &self.not_modified
+    }
 }
 
 /// How the responses of one URL are told apart.
@@ -109,6 +176,7 @@ impl Entry {
                     + response
                         .headers
                         .iter()
+                        .chain(response.not_modified.iter())
                         .map(|(name, value)| name.as_str().len() + value.len() + 16)
                         .sum::<usize>()
             }

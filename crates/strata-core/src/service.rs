@@ -446,31 +446,29 @@ fn respond_from_entry<B>(
     let conditional = request_headers.contains_key(IF_NONE_MATCH)
         || request_headers.contains_key(IF_MODIFIED_SINCE);
     if conditional
-        && stored.status.is_success()
-        && is_not_modified(
-            request_headers,
-            stored.headers.get(ETAG),
-            Some(stored.last_modified),
-        )
+        && stored.status().is_success()
+        && is_not_modified(request_headers, stored.etag(), Some(stored.last_modified()))
     {
         bump(&shared.stats.not_modified);
         let mut response = Response::new(CacheBody::empty());
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         let headers = response.headers_mut();
-        copy_not_modified_headers(&stored.headers, headers);
+        *headers = stored.not_modified_headers().clone();
         headers.insert(AGE, age);
-        headers.insert(CACHE_STATUS, cache_status(served));
+        if !matches!(served, Served::Hit) {
+            headers.insert(CACHE_STATUS, cache_status(served));
+        }
         return response;
     }
     let body = if head {
         CacheBody::empty()
     } else {
-        CacheBody::full(stored.body.clone())
+        CacheBody::full(stored.body().clone())
     };
     let mut response = Response::new(body);
-    *response.status_mut() = stored.status;
+    *response.status_mut() = stored.status();
     let headers = response.headers_mut();
-    *headers = stored.headers.clone();
+    *headers = stored.headers().clone();
     // Both slots exist in the stored headers, so these replace in place.
     headers.insert(AGE, age);
     if !matches!(served, Served::Hit) {
@@ -960,12 +958,12 @@ where
         stored_at: now,
         ttl: policy.ttl(),
         stale: std::time::Duration::ZERO,
-        kind: EntryKind::Response(CachedResponse {
-            status: head_parts.status,
+        kind: EntryKind::Response(CachedResponse::new(
+            head_parts.status,
             headers,
             body,
             last_modified,
-        }),
+        )),
     });
     let mut writes = vec![Arc::clone(&entry)];
     if let Some(rule) = &rule {
