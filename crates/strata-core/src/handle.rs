@@ -68,6 +68,8 @@ pub(crate) struct Shared {
     /// Moves on every invalidation; a fill that saw another value when it
     /// began must not leave its entry behind.
     pub(crate) generation: AtomicU64,
+    /// Orders fills' writes against generation moves (see `put_all`).
+    pub(crate) fill_gate: tokio::sync::RwLock<()>,
     pub(crate) flights: Arc<Flights<Outcome>>,
     pub(crate) value_flights: Arc<Flights<Option<Bytes>>>,
     pub(crate) clock: Arc<dyn Clock>,
@@ -117,8 +119,12 @@ impl Shared {
     /// Writes `entries` (in order), then drops them again if an
     /// invalidation happened since `generation` was read.
     pub(crate) async fn put_all(&self, entries: &[Arc<Entry>], generation: u64) {
-        // An invalidation that has already returned must not see its data
-        // come back, not even until the check below deletes it again.
+        // Writes hold the gate shared; an invalidation moves the generation
+        // holding it exclusively. So a write either completes before the
+        // move (and the invalidation's removal, which follows the move,
+        // takes it away) or sees the moved generation and writes nothing:
+        // no old data is ever readable after `invalidate` returns.
+        let _gate = self.fill_gate.read().await;
         if self.generation() != generation {
             return;
         }
@@ -128,15 +134,13 @@ impl Shared {
                 tracing::warn!(%error, "cache write failed");
             }
         }
-        if self.generation() != generation {
-            for entry in entries {
-                let _ = self.store.delete(&entry.key).await;
-            }
-        }
     }
 
     pub(crate) async fn invalidate(&self, what: &Invalidation) -> Result<u64, Error> {
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        {
+            let _gate = self.fill_gate.write().await;
+            self.generation.fetch_add(1, Ordering::SeqCst);
+        }
         bump(&self.stats.invalidations);
         let result = match what {
             Invalidation::Key(name) => {
@@ -316,6 +320,7 @@ impl CacheBuilder {
                 keys,
                 stats: Stats::default(),
                 generation: AtomicU64::new(0),
+                fill_gate: tokio::sync::RwLock::new(()),
                 flights: Arc::default(),
                 value_flights: Arc::default(),
                 clock: self.clock,
@@ -536,6 +541,8 @@ mod tests {
     struct CountingStore {
         inner: MemoryStore,
         puts: AtomicUsize,
+        /// How long a write takes before it lands (a slow remote store).
+        put_delay: Duration,
     }
 
     impl Store for CountingStore {
@@ -545,7 +552,11 @@ mod tests {
 
         fn put(&self, entry: Arc<Entry>) -> BoxFuture<'_, Result<(), Error>> {
             self.puts.fetch_add(1, Ordering::SeqCst);
-            self.inner.put(entry)
+            Box::pin(async move {
+                tokio::time::sleep(self.put_delay).await;
+                self.inner.put_entry(entry);
+                Ok(())
+            })
         }
 
         fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
@@ -570,6 +581,7 @@ mod tests {
             Self {
                 inner: MemoryStore::new(1 << 20),
                 puts: AtomicUsize::new(0),
+                put_delay: Duration::ZERO,
             }
         }
     }
@@ -599,5 +611,45 @@ mod tests {
         shared.put_all(&[entry], shared.generation()).await;
         assert_eq!(store.puts.load(Ordering::SeqCst), 1);
         assert!(store.inner.get_entry("k").is_some());
+    }
+
+    #[tokio::test]
+    async fn an_invalidation_during_a_slow_write_waits_and_then_removes_it() {
+        let store = Arc::new(CountingStore {
+            put_delay: Duration::from_millis(50),
+            ..CountingStore::default()
+        });
+        let cache = Cache::builder().store(Arc::clone(&store) as _).build();
+        let entry = Arc::new(Entry {
+            key: cache.handle().keys().value_key("k"),
+            name: "k".to_owned(),
+            user: None,
+            tags: vec!["t".to_owned()],
+            stored_at: SystemTime::now(),
+            ttl: Duration::from_secs(60),
+            stale: Duration::ZERO,
+            kind: EntryKind::Value(Bytes::from_static(b"old")),
+        });
+        let shared = Arc::clone(&cache.shared);
+        let generation = shared.generation();
+        let fill = tokio::spawn(async move { shared.put_all(&[entry], generation).await });
+        // The fill has checked its generation and is inside the slow write.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(store.puts.load(Ordering::SeqCst), 1);
+        cache.handle().invalidate_tag("t").await.unwrap();
+        assert!(
+            store
+                .inner
+                .get_entry(&cache.handle().keys().value_key("k"))
+                .is_none(),
+            "the old value must not be readable once invalidate_tag returned"
+        );
+        fill.await.unwrap();
+        assert!(
+            store
+                .inner
+                .get_entry(&cache.handle().keys().value_key("k"))
+                .is_none()
+        );
     }
 }
