@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::http::StatusCode;
 use axum::routing::get;
 use bytes::Bytes;
-use common::{Calls, TestServer, header};
+use common::{Calls, TestServer, clone_head, header};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE};
 use strata::{Cache, CachePolicy, MockClock};
 use tokio::sync::Semaphore;
@@ -74,14 +74,6 @@ async fn read_gated(
         body.extend_from_slice(&chunk);
     }
     (head, body)
-}
-
-fn clone_head(response: &reqwest::Response) -> reqwest::Response {
-    let mut builder = http::Response::builder().status(response.status());
-    for (name, value) in response.headers() {
-        builder = builder.header(name, value);
-    }
-    reqwest::Response::from(builder.body(Vec::<u8>::new()).unwrap())
 }
 
 #[tokio::test]

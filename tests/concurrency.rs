@@ -8,25 +8,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
 use axum::{Router, routing::get};
-use common::{Calls, TestServer, header, user_from_header};
+use common::{Calls, TestServer, count_arrivals, header, user_from_header};
 use futures_util::future::join_all;
 use strata::{Cache, CachePolicy, MemoryStore};
-
-/// Counts requests as they reach the server, before the cache sees them.
-fn count_arrivals(router: Router, arrivals: &Calls) -> Router {
-    let arrivals = arrivals.clone();
-    router.layer(middleware::from_fn(move |request: Request, next: Next| {
-        let arrivals = arrivals.clone();
-        async move {
-            arrivals.hit();
-            next.run(request).await
-        }
-    }))
-}
 
 /// Holds a handler until `expected` requests have reached the server (or a
 /// generous deadline passes), then a little longer so that every one of
@@ -59,7 +45,7 @@ async fn two_hundred_concurrent_first_requests_make_one_call() {
             .layer(CachePolicy::public(Duration::from_secs(60))),
         )
         .layer(cache.layer());
-    let server = TestServer::start(count_arrivals(app, &arrivals)).await;
+    let server = TestServer::start(count_arrivals(app, None, &arrivals)).await;
 
     let responses = join_all((0..N).map(|_| async {
         let response = server.get("/slow").send().await.unwrap();
@@ -179,7 +165,7 @@ async fn concurrent_first_requests_of_different_users_do_not_share_a_flight() {
             .layer(CachePolicy::private(Duration::from_secs(60))),
         )
         .layer(cache.layer());
-    let server = TestServer::start(count_arrivals(app, &arrivals)).await;
+    let server = TestServer::start(count_arrivals(app, None, &arrivals)).await;
 
     let requests = (0..USERS).flat_map(|user| (0..PER_USER).map(move |_| format!("user-{user}")));
     let responses = join_all(requests.map(|user| {

@@ -6,11 +6,10 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::{self, Next};
 use axum::{Router, routing::get};
-use common::{Calls, TestServer, header, user_from_header};
+use common::{Calls, TestServer, count_arrivals, header, user_from_header};
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use strata::{Cache, CacheHandle, CachePolicy, MemoryStore, MockClock};
@@ -204,21 +203,6 @@ async fn invalidate_key_makes_get_or_compute_recompute() {
     assert_eq!(handle.invalidate_key("never-stored").await.unwrap(), 0);
 }
 
-/// Counts requests for `path` as they reach the server, before the cache
-/// sees them.
-fn count_arrivals(router: Router, path: &'static str, arrivals: &Calls) -> Router {
-    let arrivals = arrivals.clone();
-    router.layer(middleware::from_fn(move |request: Request, next: Next| {
-        let arrivals = arrivals.clone();
-        async move {
-            if request.uri().path() == path {
-                arrivals.hit();
-            }
-            next.run(request).await
-        }
-    }))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stats_count_a_known_sequence_exactly() {
     const SLOW: usize = 5;
@@ -253,7 +237,7 @@ async fn stats_count_a_known_sequence_exactly() {
             .layer(CachePolicy::public(TTL)),
         )
         .layer(cache.layer());
-    let server = TestServer::start(count_arrivals(app, "/slow", &arrivals)).await;
+    let server = TestServer::start(count_arrivals(app, Some("/slow"), &arrivals)).await;
 
     // 1. miss + store, 2. hit, 3. conditional hit (304), 4. HEAD hit.
     let first = server.get("/pub").send().await.unwrap();

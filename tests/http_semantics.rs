@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{MethodRouter, get};
-use common::{Calls, TestServer, header, user_from_header};
+use common::{Calls, TestServer, get_text, header, user_from_header};
 use http::HeaderMap;
 use http::header::{ACCEPT_LANGUAGE, ETAG};
 use strata::{Cache, CachePolicy, Config, MockClock, TtlProfiles};
@@ -37,22 +37,6 @@ async fn serve_one(cache: &Cache, calls: &Calls, policy: CachePolicy) -> TestSer
         .route("/r", counting(calls).layer(policy))
         .layer(cache.layer());
     TestServer::start(app).await
-}
-
-async fn get_text(server: &TestServer, path: &str) -> (reqwest::Response, String) {
-    let response = server.get(path).send().await.unwrap();
-    let copy = clone_head(&response);
-    (copy, response.text().await.unwrap())
-}
-
-/// The status and headers of a response, as a body-less response, so a
-/// test can read the body and still look at the headers.
-fn clone_head(response: &reqwest::Response) -> reqwest::Response {
-    let mut builder = http::Response::builder().status(response.status());
-    for (name, value) in response.headers() {
-        builder = builder.header(name, value);
-    }
-    reqwest::Response::from(builder.body(Vec::<u8>::new()).unwrap())
 }
 
 fn is_strong_hex_etag(etag: &str) -> bool {

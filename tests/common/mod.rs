@@ -89,3 +89,38 @@ pub fn header(response: &reqwest::Response, name: &str) -> String {
         .unwrap_or_default()
         .to_owned()
 }
+
+/// The status and headers of a response, as a body-less response, so a
+/// test can read the body and still look at the headers.
+pub fn clone_head(response: &reqwest::Response) -> reqwest::Response {
+    let mut builder = http::Response::builder().status(response.status());
+    for (name, value) in response.headers() {
+        builder = builder.header(name, value);
+    }
+    reqwest::Response::from(builder.body(Vec::<u8>::new()).unwrap())
+}
+
+/// GETs `path`; returns the response's head and its body as text.
+pub async fn get_text(server: &TestServer, path: &str) -> (reqwest::Response, String) {
+    let response = server.get(path).send().await.unwrap();
+    let head = clone_head(&response);
+    (head, response.text().await.unwrap())
+}
+
+/// Counts requests as they reach the server, before the cache sees them
+/// (only those for `path`, when given).
+pub fn count_arrivals(router: Router, path: Option<&'static str>, arrivals: &Calls) -> Router {
+    use axum::extract::Request;
+    use axum::middleware::{self, Next};
+
+    let arrivals = arrivals.clone();
+    router.layer(middleware::from_fn(move |request: Request, next: Next| {
+        let arrivals = arrivals.clone();
+        async move {
+            if path.is_none_or(|path| request.uri().path() == path) {
+                arrivals.hit();
+            }
+            next.run(request).await
+        }
+    }))
+}
