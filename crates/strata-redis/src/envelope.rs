@@ -1,0 +1,1 @@
+//! The binary envelope entries are stored in (placeholder, being written).
