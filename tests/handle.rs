@@ -310,7 +310,7 @@ async fn stats_count_a_known_sequence_exactly() {
     let bytes: usize = stored.iter().map(|entry| entry.size()).sum();
     assert_eq!(stats.bytes, bytes as u64, "{stats:#?}");
     assert_eq!(stats.layers.len(), 1);
-    assert_eq!(stats.layers[0].entries, 5);
+    assert_eq!(stats.layers[0].entries, Some(5));
 
     // Resetting zeroes the counters and keeps the entries.
     handle.reset_stats();

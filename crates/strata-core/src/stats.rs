@@ -61,8 +61,8 @@ impl Stats {
             invalidations: self.invalidations.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             evictions: layers.iter().map(|layer| layer.evictions).sum(),
-            entries: outer.entries,
-            bytes: outer.bytes,
+            entries: outer.entries.unwrap_or(0),
+            bytes: outer.bytes.unwrap_or(0),
             layers,
         }
     }
@@ -92,9 +92,9 @@ pub struct StatsSnapshot {
     pub errors: u64,
     /// Entries evicted for room, over all layers.
     pub evictions: u64,
-    /// Entries in the outermost layer.
+    /// Entries in the outermost (in-process) layer.
     pub entries: u64,
-    /// Bytes in the outermost layer.
+    /// Bytes in the outermost (in-process) layer.
     pub bytes: u64,
     /// Each layer's own figures, outermost first.
     pub layers: Vec<StoreStats>,

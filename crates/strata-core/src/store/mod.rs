@@ -52,17 +52,24 @@ pub enum Invalidation {
     All,
 }
 
-/// Figures a store measures about itself.
+/// Figures a store measures about itself. A figure a layer cannot measure
+/// cheaply is `None` rather than a guess.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct StoreStats {
     /// Which store these figures are for (`memory`, `redis`, ...).
     pub layer: &'static str,
     /// Entries held now.
-    pub entries: u64,
-    /// Bytes held now (as [`Entry::size`] counts them).
-    pub bytes: u64,
+    pub entries: Option<u64>,
+    /// Bytes held now (as [`Entry::size`] counts them, for memory).
+    pub bytes: Option<u64>,
     /// The byte capacity, if bounded.
     pub capacity_bytes: Option<u64>,
+    /// Lookups this layer answered with an entry, where it counts them.
+    pub hits: Option<u64>,
+    /// Lookups this layer had nothing for, where it counts them.
+    pub misses: Option<u64>,
+    /// Operations that failed or timed out, where it counts them.
+    pub errors: Option<u64>,
     /// Entries dropped to make room.
     pub evictions: u64,
     /// Entries dropped because their time ran out.
