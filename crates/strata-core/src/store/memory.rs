@@ -448,7 +448,10 @@ mod tests {
         });
         // One tag and one path label per live entry, and no label naming
         // a key under a tag it no longer has.
-        assert_eq!(store.index_len() as u64, 2 * store.snapshot().entries.unwrap());
+        assert_eq!(
+            store.index_len() as u64,
+            2 * store.snapshot().entries.unwrap()
+        );
         for thread in 0..8 {
             let tag = format!("t{thread}");
             let live = (0..8)
