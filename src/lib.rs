@@ -3,7 +3,8 @@
 //! # Crate layout
 //!
 //! This facade re-exports [`strata_core`] (see its documentation for every
-//! module) and, with the default `axum` feature, adds [`CachedRouter`].
+//! module) and, with the default `axum` feature, adds [`CachedRouter`];
+//! the `redis` feature adds [`redis`] (`strata::redis::TieredStore`, ...).
 
 #[cfg(feature = "axum")]
 mod router;
@@ -11,3 +12,9 @@ mod router;
 #[cfg(feature = "axum")]
 pub use router::{CachedRouter, CachedRouterFuture};
 pub use strata_core::*;
+
+/// Redis and Redis Cluster (feature `redis`): see [`strata_redis`].
+#[cfg(feature = "redis")]
+pub mod redis {
+    pub use strata_redis::*;
+}

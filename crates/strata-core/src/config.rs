@@ -94,6 +94,13 @@ pub struct Config {
     pub use_redis: bool,
     /// The Redis URL (`REDIS_URL`), e.g. `redis://127.0.0.1:6379/1`.
     pub redis_url: Option<String>,
+    /// Redis Cluster node URLs (`REDIS_CLUSTER_URLS`, comma-separated).
+    /// When set, Redis is used as a cluster through these nodes and
+    /// `redis_url` is not needed.
+    pub redis_cluster_urls: Vec<String>,
+    /// The bound on one Redis operation, in milliseconds
+    /// (`CACHE_REDIS_TIMEOUT_MS`, default 50).
+    pub redis_timeout_ms: u64,
     /// Memory store capacity in bytes.
     pub memory_bytes: u64,
     /// Largest body stored, in bytes.
@@ -111,6 +118,8 @@ impl Default for Config {
             env: "development".to_owned(),
             use_redis: false,
             redis_url: None,
+            redis_cluster_urls: Vec::new(),
+            redis_timeout_ms: 50,
             memory_bytes: DEFAULT_MEMORY_BYTES,
             max_body_bytes: DEFAULT_MAX_BODY,
             max_key_len: DEFAULT_MAX_KEY_LEN,
@@ -122,7 +131,8 @@ impl Default for Config {
 impl Config {
     /// The defaults, overridden by the process environment: `CACHE_APP`,
     /// `CACHE_ENV`, `USE_REDIS_CACHE` (`true`/`1`/`yes`/`on`, any case),
-    /// `REDIS_URL`, `CACHE_MEMORY_BYTES`, `CACHE_MAX_BODY_BYTES`, and
+    /// `REDIS_URL`, `REDIS_CLUSTER_URLS`, `CACHE_REDIS_TIMEOUT_MS`,
+    /// `CACHE_MEMORY_BYTES`, `CACHE_MAX_BODY_BYTES`, and
     /// `CACHE_TTL_<PROFILE>` in seconds (e.g. `CACHE_TTL_REPORTS=120`).
     pub fn from_env() -> Result<Self, Error> {
         let mut config = Self::from_lookup(|name| std::env::var(name).ok())?;
@@ -163,15 +173,27 @@ impl Config {
             config.use_redis = parse_flag("USE_REDIS_CACHE", &flag)?;
         }
         config.redis_url = lookup("REDIS_URL").filter(|url| !url.trim().is_empty());
+        if let Some(urls) = lookup("REDIS_CLUSTER_URLS") {
+            config.redis_cluster_urls = urls
+                .split(',')
+                .map(str::trim)
+                .filter(|url| !url.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        if let Some(millis) = lookup("CACHE_REDIS_TIMEOUT_MS") {
+            config.redis_timeout_ms = parse_number("CACHE_REDIS_TIMEOUT_MS", &millis)?;
+        }
         if let Some(bytes) = lookup("CACHE_MEMORY_BYTES") {
             config.memory_bytes = parse_number("CACHE_MEMORY_BYTES", &bytes)?;
         }
         if let Some(bytes) = lookup("CACHE_MAX_BODY_BYTES") {
             config.max_body_bytes = parse_number("CACHE_MAX_BODY_BYTES", &bytes)?;
         }
-        if config.use_redis && config.redis_url.is_none() {
+        if config.use_redis && config.redis_url.is_none() && config.redis_cluster_urls.is_empty() {
             return Err(Error::Config(
-                "USE_REDIS_CACHE is on but REDIS_URL is not set".to_owned(),
+                "USE_REDIS_CACHE is on but neither REDIS_URL nor REDIS_CLUSTER_URLS is set"
+                    .to_owned(),
             ));
         }
         Ok(config)

@@ -21,7 +21,7 @@ use crate::key::KeyBuilder;
 use crate::layer::CacheLayer;
 use crate::policy::CachePolicy;
 use crate::stats::{Stats, StatsSnapshot, bump};
-use crate::store::{Health, Invalidation, MemoryStore, Store};
+use crate::store::{BoxFuture, Health, Invalidation, MemoryStore, Store};
 
 /// The default largest body the layer buffers and stores: 4 MiB.
 pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
@@ -134,6 +134,24 @@ impl Shared {
                 tracing::warn!(%error, "cache write failed");
             }
         }
+    }
+
+    /// An invalidation made by another instance: move the generation so no
+    /// older fill writes from now on; if fills are writing right now, hand
+    /// back a future that completes when they are done.
+    fn remote_invalidation(self: Arc<Self>) -> Option<BoxFuture<'static, ()>> {
+        bump(&self.stats.invalidations);
+        let idle = {
+            let gate = self.fill_gate.try_write();
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            gate.is_ok()
+        };
+        if idle {
+            return None;
+        }
+        Some(Box::pin(async move {
+            let _gate = self.fill_gate.write().await;
+        }))
     }
 
     pub(crate) async fn invalidate(&self, what: &Invalidation) -> Result<u64, Error> {
@@ -314,22 +332,28 @@ impl CacheBuilder {
         let store = self
             .store
             .unwrap_or_else(|| Arc::new(MemoryStore::new(self.memory_bytes)));
-        Cache {
-            shared: Arc::new(Shared {
-                store,
-                keys,
-                stats: Stats::default(),
-                generation: AtomicU64::new(0),
-                fill_gate: tokio::sync::RwLock::new(()),
-                flights: Arc::default(),
-                value_flights: Arc::default(),
-                clock: self.clock,
-                user: self.user,
-                default_policy: self.default_policy,
-                max_body: self.max_body,
-                pass_ttl: self.pass_ttl,
-            }),
-        }
+        let shared = Arc::new(Shared {
+            store,
+            keys,
+            stats: Stats::default(),
+            generation: AtomicU64::new(0),
+            fill_gate: tokio::sync::RwLock::new(()),
+            flights: Arc::default(),
+            value_flights: Arc::default(),
+            clock: self.clock,
+            user: self.user,
+            default_policy: self.default_policy,
+            max_body: self.max_body,
+            pass_ttl: self.pass_ttl,
+        });
+        let weak = Arc::downgrade(&shared);
+        shared
+            .store
+            .set_remote_listener(Arc::new(move |_what: &Invalidation| {
+                weak.upgrade()
+                    .and_then(|shared| shared.remote_invalidation())
+            }));
+        Cache { shared }
     }
 }
 

@@ -85,6 +85,8 @@ pub struct RedisStore {
 
 struct Inner {
     conn: Conn,
+    nodes: Vec<String>,
+    connect_timeout: Duration,
     prefix: String,
     op_timeout: Duration,
     breaker: Breaker,
@@ -173,7 +175,7 @@ impl RedisStoreBuilder {
             ));
         }
         let conn = if self.cluster {
-            let client = ClusterClient::builder(self.nodes.clone())
+            let client = ClusterClient::builder(self.nodes.iter().cloned())
                 .connection_timeout(self.connect_timeout)
                 .response_timeout(self.op_timeout)
                 .retries(1)
@@ -200,6 +202,8 @@ impl RedisStoreBuilder {
         Ok(RedisStore {
             inner: Arc::new(Inner {
                 conn,
+                nodes: self.nodes,
+                connect_timeout: self.connect_timeout,
                 prefix: self.prefix,
                 op_timeout: self.op_timeout,
                 breaker: Breaker::new(self.breaker_threshold, self.breaker_cooldown),
@@ -381,23 +385,77 @@ impl RedisStore {
                 redis::cmd("GET").arg(key).query_async(&mut conn).await
             })
             .await?;
+        Ok(self.decode(key, raw).await)
+    }
+
+    /// Like [`get_entry`](Self::get_entry), with how long Redis will still
+    /// keep the entry, read in the same round trip (`GET` and `PTTL` in one
+    /// pipeline on the key's node), so a copy kept in process memory can be
+    /// made to expire no later than this one.
+    pub async fn get_entry_with_ttl(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Arc<Entry>, Duration)>, Error> {
+        let (raw, pttl): (Option<Vec<u8>>, i64) = self
+            .run("GET", |mut conn| async move {
+                redis::pipe()
+                    .cmd("GET")
+                    .arg(key)
+                    .cmd("PTTL")
+                    .arg(key)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let remaining = Duration::from_millis(u64::try_from(pttl).unwrap_or(0));
+        Ok(self.decode(key, raw).await.map(|entry| (entry, remaining)))
+    }
+
+    async fn decode(&self, key: &str, raw: Option<Vec<u8>>) -> Option<Arc<Entry>> {
         let Some(raw) = raw else {
             self.inner.misses.fetch_add(1, Ordering::Relaxed);
-            return Ok(None);
+            return None;
         };
         match envelope::decode_bytes(Bytes::from(raw)) {
             Ok(entry) if entry.key == key => {
                 self.inner.hits.fetch_add(1, Ordering::Relaxed);
-                Ok(Some(Arc::new(entry)))
+                Some(Arc::new(entry))
             }
             Ok(_) | Err(_) => {
                 self.inner.corrupt.fetch_add(1, Ordering::Relaxed);
                 self.inner.misses.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("deleting a value that is not a strata entry");
                 let _ = self.delete_keys(&[key.to_owned()]).await;
-                Ok(None)
+                None
             }
         }
+    }
+
+    /// Publishes `payload` on `channel` (through the breaker and timeout).
+    pub(crate) async fn publish(&self, channel: &str, payload: &str) -> Result<(), Error> {
+        self.run("PUBLISH", |mut conn| async move {
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(payload)
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await
+    }
+
+    /// The node URLs this store was built with.
+    pub(crate) fn nodes(&self) -> &[String] {
+        &self.inner.nodes
+    }
+
+    /// The key prefix.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// The connect timeout.
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.inner.connect_timeout
     }
 
     /// Writes one entry and registers it in its indexes.

@@ -62,6 +62,8 @@ struct Inner {
 struct Slot {
     id: u64,
     entry: Arc<Entry>,
+    /// How long moka keeps it from the insert.
+    keep: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -103,7 +105,7 @@ struct RetentionExpiry;
 
 impl Expiry<String, Slot> for RetentionExpiry {
     fn expire_after_create(&self, _key: &String, slot: &Slot, _now: Instant) -> Option<Duration> {
-        Some(slot.entry.retention())
+        Some(slot.keep)
     }
 
     fn expire_after_update(
@@ -113,7 +115,7 @@ impl Expiry<String, Slot> for RetentionExpiry {
         _now: Instant,
         _remaining: Option<Duration>,
     ) -> Option<Duration> {
-        Some(slot.entry.retention())
+        Some(slot.keep)
     }
 }
 
@@ -211,11 +213,19 @@ impl MemoryStore {
         self.inner.cache.get(key).map(|slot| slot.entry)
     }
 
-    /// Stores `entry` (synchronously).
+    /// Stores `entry` (synchronously) for its [`Entry::retention`].
     pub fn put_entry(&self, entry: Arc<Entry>) {
+        let keep = entry.retention();
+        self.put_entry_for(entry, keep);
+    }
+
+    /// Stores `entry` (synchronously), kept at most `keep` from now: a copy
+    /// of an entry from a slower layer must not outlive the original.
+    pub fn put_entry_for(&self, entry: Arc<Entry>, keep: Duration) {
+        let keep = keep.min(entry.retention());
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let key = entry.key.clone();
-        let slot = Slot { id, entry };
+        let slot = Slot { id, entry, keep };
         // Insert first, then register: an invalidation that takes a label
         // after this point finds the key; one that took it before has
         // already bumped the cache's generation, which the filler checks.

@@ -123,4 +123,23 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Probes every layer, outermost first.
     fn health(&self) -> BoxFuture<'_, Vec<Health>>;
+
+    /// Gives the store a listener to call when an invalidation arrives
+    /// from elsewhere (another instance, through a bus). The cache sets it
+    /// when it is built; stores without remote invalidations ignore it.
+    fn set_remote_listener(&self, listener: RemoteListener) {
+        let _ = listener;
+    }
 }
+
+/// Called by a store for every invalidation that comes from another
+/// instance, after the store dropped the matching local entries.
+///
+/// The cache moves its generation, so no fill that began earlier writes
+/// afterwards. If fills of this instance were already writing, it returns
+/// a future that completes once they have finished: the store should then
+/// apply the invalidation to its shared layer once more (without
+/// publishing it again), because those writes may have landed after the
+/// other instance's removal.
+pub type RemoteListener =
+    Arc<dyn Fn(&Invalidation) -> Option<BoxFuture<'static, ()>> + Send + Sync>;

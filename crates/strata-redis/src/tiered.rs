@@ -1,0 +1,346 @@
+//! [`TieredStore`]: process memory (L1) in front of Redis (L2), kept
+//! coherent across instances by an invalidation bus on Redis pub/sub.
+//!
+//! # Coherence
+//!
+//! Every invalidation made through this store drops the matching entries
+//! from its L1 and from Redis, then is published on the channel
+//! `{prefix}~bus`. Every other instance subscribed to the channel drops the
+//! matching entries from its own L1 (and tells its cache, which stops older
+//! fills from writing; if some were writing, it applies the invalidation to
+//! Redis once more after they finish).
+//!
+//! An instance trusts its L1 only while its subscription is alive. Until
+//! the first subscription succeeds, and from the moment it is lost (the
+//! connection drops, Redis restarts) until it is back, the instance
+//! flushes its L1 and serves neither from it nor into it: every lookup
+//! goes to Redis (or, if Redis is down too, to the service). On
+//! resubscribing it flushes again, since messages sent meanwhile are lost.
+//!
+//! **Staleness bound.** While subscribed, an instance's L1 can serve an
+//! entry invalidated elsewhere only for the pub/sub delivery time (one
+//! Redis hop, well under a millisecond on a LAN). When the subscription
+//! drops, the instance stops serving from L1 as soon as the drop is seen;
+//! a peer that vanishes without closing its TCP connection is only seen
+//! when the connection times out, so keep TCP keepalive on in production.
+//! L1 copies never outlive the L2 entry they came from: a promotion reads
+//! the entry's remaining Redis TTL in the same round trip and keeps the
+//! copy no longer.
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use strata_core::store::{BoxFuture, Health, Invalidation, RemoteListener, Store, StoreStats};
+use strata_core::{Entry, Error, MemoryStore};
+use tokio::task::JoinHandle;
+
+use crate::store::RedisStore;
+
+/// How long the subscriber waits before reconnecting, at most.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Memory in front of Redis, coherent across instances. Cloning is cheap.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), strata_core::Error> {
+/// use std::sync::Arc;
+/// use strata_core::{Cache, MemoryStore};
+/// use strata_redis::{RedisStore, TieredStore};
+///
+/// let prefix = "thebot:production:";
+/// let redis = RedisStore::standalone("redis://127.0.0.1:6379/1").prefix(prefix).build()?;
+/// let tiered = TieredStore::new(MemoryStore::new(256 << 20), redis)?;
+/// let cache = Cache::builder().prefix("thebot", "production").store(Arc::new(tiered)).build();
+/// # let _ = cache; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct TieredStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    l1: MemoryStore,
+    l2: RedisStore,
+    channel: String,
+    instance: String,
+    /// Whether the bus subscription is alive, so L1 may be used.
+    trusted: AtomicBool,
+    listener: OnceLock<RemoteListener>,
+    subscriber: OnceLock<JoinHandle<()>>,
+    l1_hits: AtomicU64,
+    l1_misses: AtomicU64,
+    received: AtomicU64,
+    published: AtomicU64,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = self.subscriber.get() {
+            task.abort();
+        }
+    }
+}
+
+impl fmt::Debug for TieredStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TieredStore")
+            .field("l1", &self.inner.l1)
+            .field("l2", &self.inner.l2)
+            .field("channel", &self.inner.channel)
+            .field("subscribed", &self.is_subscribed())
+            .finish()
+    }
+}
+
+/// What travels on the bus.
+#[derive(Debug, Serialize, Deserialize)]
+struct Message {
+    origin: String,
+    what: Invalidation,
+}
+
+impl TieredStore {
+    /// `l1` in front of `l2`, and a subscriber task on `l2`'s Redis that
+    /// keeps the L1 coherent. Call it inside a tokio runtime.
+    pub fn new(l1: MemoryStore, l2: RedisStore) -> Result<Self, Error> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::Config("a TieredStore must be built inside a tokio runtime".to_owned())
+        })?;
+        let mut hasher = RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        let instance = format!("{:016x}", hasher.finish());
+        let store = Self {
+            inner: Arc::new(Inner {
+                channel: format!("{}~bus", l2.prefix()),
+                l1,
+                l2,
+                instance,
+                trusted: AtomicBool::new(false),
+                listener: OnceLock::new(),
+                subscriber: OnceLock::new(),
+                l1_hits: AtomicU64::new(0),
+                l1_misses: AtomicU64::new(0),
+                received: AtomicU64::new(0),
+                published: AtomicU64::new(0),
+            }),
+        };
+        let task = runtime.spawn(subscribe(Arc::downgrade(&store.inner)));
+        let _ = store.inner.subscriber.set(task);
+        Ok(store)
+    }
+
+    /// Whether the bus subscription is alive (and L1 in use).
+    pub fn is_subscribed(&self) -> bool {
+        self.inner.trusted.load(Ordering::Acquire)
+    }
+
+    /// The in-process layer.
+    pub fn memory(&self) -> &MemoryStore {
+        &self.inner.l1
+    }
+
+    /// The Redis layer.
+    pub fn redis(&self) -> &RedisStore {
+        &self.inner.l2
+    }
+
+    /// Waits until the bus subscription is alive, up to `timeout`; returns
+    /// whether it is.
+    pub async fn wait_subscribed(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !self.is_subscribed() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
+    async fn publish(&self, what: &Invalidation) {
+        let message = Message {
+            origin: self.inner.instance.clone(),
+            what: what.clone(),
+        };
+        let Ok(payload) = serde_json::to_string(&message) else {
+            return;
+        };
+        match self.inner.l2.publish(&self.inner.channel, &payload).await {
+            Ok(()) => {
+                self.inner.published.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => tracing::warn!(%error, "invalidation not published"),
+        }
+    }
+}
+
+impl Inner {
+    fn set_trusted(&self, trusted: bool) {
+        // Flush on both edges: entries filled while untrusted may have
+        // missed invalidations, and so may entries from before a loss.
+        self.l1.invalidate_now(&Invalidation::All);
+        self.trusted.store(trusted, Ordering::Release);
+    }
+
+    async fn on_message(&self, payload: &[u8]) {
+        let Ok(message) = serde_json::from_slice::<Message>(payload) else {
+            tracing::warn!("ignoring a malformed bus message");
+            return;
+        };
+        if message.origin == self.instance {
+            return;
+        }
+        self.received.fetch_add(1, Ordering::Relaxed);
+        self.l1.invalidate_now(&message.what);
+        let wait = self
+            .listener
+            .get()
+            .and_then(|listener| listener(&message.what));
+        if let Some(fills_done) = wait {
+            // Fills of ours were writing while the other instance removed
+            // the entries: their writes may have landed after it. Remove
+            // again, once they are done (without publishing again).
+            fills_done.await;
+            self.l1.invalidate_now(&message.what);
+            if let Err(error) = self.l2.invalidate_entries(&message.what).await {
+                tracing::warn!(%error, "repeating a remote invalidation failed");
+            }
+        }
+    }
+}
+
+/// The subscriber: keeps one pub/sub connection on the bus channel,
+/// reconnecting with backoff, and marks L1 trusted only while it is alive.
+async fn subscribe(inner: std::sync::Weak<Inner>) {
+    let mut backoff = Duration::from_millis(50);
+    let mut node = 0usize;
+    loop {
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let nodes = strong.l2.nodes().to_vec();
+        let channel = strong.channel.clone();
+        let connect_timeout = strong.l2.connect_timeout().max(Duration::from_millis(100));
+        drop(strong);
+        let url = nodes
+            .get(node % nodes.len().max(1))
+            .cloned()
+            .unwrap_or_default();
+        node += 1;
+        let pubsub = async {
+            let client = redis::Client::open(url.as_str())?;
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        if let Ok(Ok(mut pubsub)) = tokio::time::timeout(connect_timeout, pubsub).await {
+            backoff = Duration::from_millis(50);
+            if let Some(strong) = inner.upgrade() {
+                strong.set_trusted(true);
+            }
+            let mut messages = pubsub.on_message();
+            while let Some(message) = messages.next().await {
+                let Some(strong) = inner.upgrade() else {
+                    return;
+                };
+                strong.on_message(message.get_payload_bytes()).await;
+            }
+            let Some(strong) = inner.upgrade() else {
+                return;
+            };
+            tracing::warn!("invalidation bus lost; not using process memory until it is back");
+            strong.set_trusted(false);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+impl Store for TieredStore {
+    fn get_local(&self, key: &str) -> Option<Arc<Entry>> {
+        if !self.is_subscribed() {
+            return None;
+        }
+        let found = self.inner.l1.get_entry(key);
+        let counter = if found.is_some() {
+            &self.inner.l1_hits
+        } else {
+            &self.inner.l1_misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Arc<Entry>>, Error>> {
+        Box::pin(async move {
+            if let Some(entry) = self.get_local(key) {
+                return Ok(Some(entry));
+            }
+            let found = self.inner.l2.get_entry_with_ttl(key).await?;
+            Ok(found.map(|(entry, remaining)| {
+                if self.is_subscribed() && !remaining.is_zero() {
+                    self.inner.l1.put_entry_for(Arc::clone(&entry), remaining);
+                }
+                entry
+            }))
+        })
+    }
+
+    fn put(&self, entry: Arc<Entry>) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move {
+            let remote = self.inner.l2.put_entry(&entry).await;
+            if self.is_subscribed() {
+                self.inner.l1.put_entry(entry);
+            }
+            remote
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(async move {
+            let local = self.inner.l1.delete_entry(key);
+            let remote = self.inner.l2.delete(key).await?;
+            Ok(local || remote)
+        })
+    }
+
+    fn invalidate<'a>(&'a self, what: &'a Invalidation) -> BoxFuture<'a, Result<u64, Error>> {
+        Box::pin(async move {
+            let local = self.inner.l1.invalidate_now(what);
+            let remote = self.inner.l2.invalidate_entries(what).await;
+            self.publish(what).await;
+            remote.map(|remote| remote.max(local))
+        })
+    }
+
+    fn stats(&self) -> Vec<StoreStats> {
+        let mut memory = self.inner.l1.snapshot();
+        memory.hits = Some(self.inner.l1_hits.load(Ordering::Relaxed));
+        memory.misses = Some(self.inner.l1_misses.load(Ordering::Relaxed));
+        vec![memory, self.inner.l2.snapshot()]
+    }
+
+    fn health(&self) -> BoxFuture<'_, Vec<Health>> {
+        Box::pin(async move {
+            let mut health = self.inner.l1.health().await;
+            health.push(self.inner.l2.probe().await);
+            health.push(Health {
+                layer: "bus",
+                ok: self.is_subscribed(),
+                latency: Duration::ZERO,
+                error: (!self.is_subscribed()).then(|| "not subscribed".to_owned()),
+            });
+            health
+        })
+    }
+
+    fn set_remote_listener(&self, listener: RemoteListener) {
+        let _ = self.inner.listener.set(listener);
+    }
+}
