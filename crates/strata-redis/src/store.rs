@@ -333,17 +333,19 @@ impl RedisStore {
             inner.errors.fetch_add(1, Ordering::Relaxed);
             return Err(Error::Store(format!("redis {what}: circuit open")));
         }
-        let attempt = async {
-            let handle = self.handle().await?;
-            op(handle).await
+        // Connecting (the cluster connection is made on first use) has its
+        // own bound; the operation itself gets `op_timeout`.
+        let result = match tokio::time::timeout(inner.connect_timeout, self.handle()).await {
+            Ok(Ok(handle)) => {
+                let bound = inner.op_timeout.max(Duration::from_millis(1));
+                match tokio::time::timeout(bound, op(handle)).await {
+                    Ok(result) => result.map_err(|e| store_error(what, e)),
+                    Err(_) => Err(store_error(what, "timed out")),
+                }
+            }
+            Ok(Err(error)) => Err(store_error(what, error)),
+            Err(_) => Err(store_error(what, "connect timed out")),
         };
-        let result =
-            match tokio::time::timeout(inner.op_timeout.max(Duration::from_millis(1)) * 2, attempt)
-                .await
-            {
-                Ok(result) => result.map_err(|e| store_error(what, e)),
-                Err(_) => Err(store_error(what, "timed out")),
-            };
         match &result {
             Ok(_) => inner.breaker.success(),
             Err(_) => {

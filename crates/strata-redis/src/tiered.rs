@@ -71,6 +71,10 @@ struct Inner {
     instance: String,
     /// Whether the bus subscription is alive, so L1 may be used.
     trusted: AtomicBool,
+    /// Moves before every removal from L1 (invalidations, local or from
+    /// the bus, and flushes), so a promotion that read Redis before one
+    /// can tell and take its copy back out.
+    epoch: AtomicU64,
     listener: OnceLock<RemoteListener>,
     subscriber: OnceLock<JoinHandle<()>>,
     l1_hits: AtomicU64,
@@ -122,6 +126,7 @@ impl TieredStore {
                 l2,
                 instance,
                 trusted: AtomicBool::new(false),
+                epoch: AtomicU64::new(0),
                 listener: OnceLock::new(),
                 subscriber: OnceLock::new(),
                 l1_hits: AtomicU64::new(0),
@@ -184,6 +189,7 @@ impl Inner {
     fn set_trusted(&self, trusted: bool) {
         // Flush on both edges: entries filled while untrusted may have
         // missed invalidations, and so may entries from before a loss.
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         self.l1.invalidate_now(&Invalidation::All);
         self.trusted.store(trusted, Ordering::Release);
     }
@@ -197,6 +203,7 @@ impl Inner {
             return;
         }
         self.received.fetch_add(1, Ordering::Relaxed);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         self.l1.invalidate_now(&message.what);
         let wait = self
             .listener
@@ -207,10 +214,12 @@ impl Inner {
             // the entries: their writes may have landed after it. Remove
             // again, once they are done (without publishing again).
             fills_done.await;
-            self.l1.invalidate_now(&message.what);
             if let Err(error) = self.l2.invalidate_entries(&message.what).await {
                 tracing::warn!(%error, "repeating a remote invalidation failed");
             }
+            // After Redis, as in `invalidate`.
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+            self.l1.invalidate_now(&message.what);
         }
     }
 }
@@ -282,10 +291,22 @@ impl Store for TieredStore {
             if let Some(entry) = self.get_local(key) {
                 return Ok(Some(entry));
             }
+            let epoch = self.inner.epoch.load(Ordering::SeqCst);
+            let asked = Instant::now();
             let found = self.inner.l2.get_entry_with_ttl(key).await?;
             Ok(found.map(|(entry, remaining)| {
-                if self.is_subscribed() && !remaining.is_zero() {
-                    self.inner.l1.put_entry_for(Arc::clone(&entry), remaining);
+                // Redis measured `remaining` (in whole milliseconds) at some
+                // point after `asked`: counted from `asked`, less a
+                // millisecond for the rounding, the copy cannot outlive it.
+                let keep = remaining.saturating_sub(asked.elapsed() + Duration::from_millis(1));
+                if self.is_subscribed() && !keep.is_zero() {
+                    self.inner.l1.put_entry_for(Arc::clone(&entry), keep);
+                    if self.inner.epoch.load(Ordering::SeqCst) != epoch {
+                        // Something was removed from L1 while Redis was
+                        // read: this copy may be of it, and have landed
+                        // after the removal. Take it back out.
+                        self.inner.l1.delete_entry(key);
+                    }
                 }
                 entry
             }))
@@ -312,8 +333,12 @@ impl Store for TieredStore {
 
     fn invalidate<'a>(&'a self, what: &'a Invalidation) -> BoxFuture<'a, Result<u64, Error>> {
         Box::pin(async move {
-            let local = self.inner.l1.invalidate_now(what);
+            // Redis first, then L1: a promotion that read Redis before the
+            // removal either lands before the L1 removal (which takes it)
+            // or sees the epoch move (and takes itself back out).
             let remote = self.inner.l2.invalidate_entries(what).await;
+            self.inner.epoch.fetch_add(1, Ordering::SeqCst);
+            let local = self.inner.l1.invalidate_now(what);
             self.publish(what).await;
             remote.map(|remote| remote.max(local))
         })
