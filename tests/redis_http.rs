@@ -259,15 +259,22 @@ async fn private_data_stored_through_one_instance_is_never_served_to_others_on_t
     assert_eq!(cache_status, "strata; hit", "user 2 kept");
 }
 
-/// `(layer, ok)` of every layer of `at`'s store.
+/// `(layer, ok)` of every layer of `at`'s store; checks that the overall
+/// status says `degraded` exactly when a layer is down.
 async fn health(at: &Instance) -> Vec<(&'static str, bool)> {
-    at.cache
-        .handle()
-        .health()
-        .await
-        .iter()
-        .map(|h| (h.layer, h.ok))
-        .collect()
+    let report = at.cache.handle().health().await;
+    let layers: Vec<_> = report.layers.iter().map(|h| (h.layer, h.ok)).collect();
+    let expected = if layers.iter().all(|(_, ok)| *ok) {
+        strata::HealthStatus::Ok
+    } else {
+        strata::HealthStatus::Degraded
+    };
+    assert_eq!(report.status, expected, "{report:?}");
+    assert_eq!(
+        serde_json::to_value(&report).unwrap()["status"],
+        if report.is_ok() { "ok" } else { "degraded" }
+    );
+    layers
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,7 +21,7 @@ use crate::key::KeyBuilder;
 use crate::layer::CacheLayer;
 use crate::policy::CachePolicy;
 use crate::stats::{Stats, StatsSnapshot, bump};
-use crate::store::{BoxFuture, Health, Invalidation, MemoryStore, Store};
+use crate::store::{BoxFuture, HealthReport, Invalidation, MemoryStore, Store};
 
 /// The default largest body the layer buffers and stores: 4 MiB.
 pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
@@ -427,9 +427,9 @@ impl CacheHandle {
         self.shared.stats.reset();
     }
 
-    /// Probes every store layer.
-    pub async fn health(&self) -> Vec<Health> {
-        self.shared.store.health().await
+    /// Probes every store layer: `ok`, or `degraded` with the failing ones.
+    pub async fn health(&self) -> HealthReport {
+        HealthReport::new(self.shared.store.health().await)
     }
 
     /// The key builder, for keys that match the cache's own.

@@ -66,4 +66,7 @@ pub use layer::CacheLayer;
 pub use policy::{CachePolicy, Invalidates, Scope};
 pub use service::{CACHE_STATUS, CacheService, ResponseFuture, STORABLE_STATUSES};
 pub use stats::{Stats, StatsSnapshot};
-pub use store::{Health, Invalidation, MemoryStore, RemoteListener, Store, StoreStats};
+pub use store::{
+    Health, HealthReport, HealthStatus, Invalidation, MemoryStore, RemoteListener, Store,
+    StoreStats,
+};

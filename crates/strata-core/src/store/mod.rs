@@ -90,6 +90,49 @@ pub struct Health {
     pub error: Option<String>,
 }
 
+/// The health of every layer, and whether the cache as a whole is fully
+/// working (`ok`) or working around a failed layer (`degraded`: requests
+/// are still answered, from the layers that work and from the service).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthReport {
+    /// `ok` when every layer is, else `degraded`.
+    pub status: HealthStatus,
+    /// Each layer, outermost first.
+    pub layers: Vec<Health>,
+}
+
+/// See [`HealthReport::status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// Every layer answers.
+    Ok,
+    /// At least one layer does not.
+    Degraded,
+}
+
+impl HealthReport {
+    /// A report over these layers.
+    pub fn new(layers: Vec<Health>) -> Self {
+        let status = if layers.iter().all(|layer| layer.ok) {
+            HealthStatus::Ok
+        } else {
+            HealthStatus::Degraded
+        };
+        Self { status, layers }
+    }
+
+    /// Whether every layer answers.
+    pub fn is_ok(&self) -> bool {
+        self.status == HealthStatus::Ok
+    }
+
+    /// The layers that do not answer.
+    pub fn failing(&self) -> impl Iterator<Item = &Health> {
+        self.layers.iter().filter(|layer| !layer.ok)
+    }
+}
+
 fn as_micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
