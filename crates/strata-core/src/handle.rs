@@ -558,7 +558,7 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::store::{BoxFuture, StoreStats};
+    use crate::store::{BoxFuture, Health, StoreStats};
 
     /// A memory store that counts writes.
     #[derive(Debug)]
