@@ -346,6 +346,12 @@ async fn redis_dying_mid_run_keeps_requests_answered_and_its_return_is_used_agai
                     took < DOWN_REQUEST_BOUND,
                     "{path} as {user:?} took {took:?} while Redis was down"
                 );
+                // Nothing can be stored while Redis is down (and memory is
+                // not trusted without the bus): the header must not say so.
+                assert!(
+                    !cache_status.contains("stored"),
+                    "{path} as {user:?}: {cache_status} while Redis was down"
+                );
             }
         }
     }

@@ -118,7 +118,9 @@ impl Shared {
 
     /// Writes `entries` (in order), then drops them again if an
     /// invalidation happened since `generation` was read.
-    pub(crate) async fn put_all(&self, entries: &[Arc<Entry>], generation: u64) {
+    /// Returns whether every entry was written (false when an invalidation
+    /// came first, or the store failed).
+    pub(crate) async fn put_all(&self, entries: &[Arc<Entry>], generation: u64) -> bool {
         // Writes hold the gate shared; an invalidation moves the generation
         // holding it exclusively. So a write either completes before the
         // move (and the invalidation's removal, which follows the move,
@@ -126,14 +128,17 @@ impl Shared {
         // no old data is ever readable after `invalidate` returns.
         let _gate = self.fill_gate.read().await;
         if self.generation() != generation {
-            return;
+            return false;
         }
+        let mut written = true;
         for entry in entries {
             if let Err(error) = self.store.put(Arc::clone(entry)).await {
                 bump(&self.stats.errors);
                 tracing::warn!(%error, "cache write failed");
+                written = false;
             }
         }
+        written
     }
 
     /// An invalidation made by another instance: move the generation so no
@@ -531,8 +536,9 @@ impl CacheHandle {
                         stale: Duration::ZERO,
                         kind: EntryKind::Value(json.clone()),
                     });
-                    shared.put_all(&[entry], generation).await;
-                    bump(&shared.stats.stores);
+                    if shared.put_all(&[entry], generation).await {
+                        bump(&shared.stats.stores);
+                    }
                     leader.complete(Some(json));
                     return Ok(value);
                 }

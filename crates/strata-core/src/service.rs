@@ -399,6 +399,8 @@ fn age_value(secs: u64) -> HeaderValue {
 enum Served {
     Hit,
     Stored(Fwd),
+    /// Fetched and meant to be stored, but the write did not happen.
+    Fetched(Fwd),
     Collapsed(Fwd),
 }
 
@@ -408,6 +410,9 @@ fn cache_status(served: Served) -> HeaderValue {
         Served::Stored(Fwd::UriMiss) => "strata; fwd=uri-miss; stored",
         Served::Stored(Fwd::VaryMiss) => "strata; fwd=vary-miss; stored",
         Served::Stored(Fwd::Stale) => "strata; fwd=stale; stored",
+        Served::Fetched(Fwd::UriMiss) => "strata; fwd=uri-miss",
+        Served::Fetched(Fwd::VaryMiss) => "strata; fwd=vary-miss",
+        Served::Fetched(Fwd::Stale) => "strata; fwd=stale",
         Served::Collapsed(Fwd::UriMiss) => "strata; fwd=uri-miss; collapsed",
         Served::Collapsed(Fwd::VaryMiss) => "strata; fwd=vary-miss; collapsed",
         Served::Collapsed(Fwd::Stale) => "strata; fwd=stale; collapsed",
@@ -969,12 +974,18 @@ where
     if let Some(rule) = &rule {
         writes.push(rule_entry(shared, &ctx, rule.clone(), policy.ttl()));
     }
-    shared.put_all(&writes, ctx.generation).await;
-    bump(&shared.stats.stores);
-
-    let served = match ctx.mode {
-        Mode::Fill(fwd) => Served::Stored(fwd),
-        Mode::Pass | Mode::Bypass => Served::Stored(Fwd::UriMiss),
+    let stored = shared.put_all(&writes, ctx.generation).await;
+    let fwd = match ctx.mode {
+        Mode::Fill(fwd) => fwd,
+        Mode::Pass | Mode::Bypass => Fwd::UriMiss,
+    };
+    let served = if stored {
+        bump(&shared.stats.stores);
+        Served::Stored(fwd)
+    } else {
+        // Superseded by an invalidation, or the store failed: the answer is
+        // right, but the cache does not hold it.
+        Served::Fetched(fwd)
     };
     let mut response =
         respond_from_entry(shared, &entry, &ctx.request_headers, ctx.head, now, served);

@@ -316,10 +316,16 @@ impl Store for TieredStore {
     fn put(&self, entry: Arc<Entry>) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async move {
             let remote = self.inner.l2.put_entry(&entry).await;
-            if self.is_subscribed() {
-                self.inner.l1.put_entry(entry);
+            if !self.is_subscribed() {
+                return remote;
             }
-            remote
+            self.inner.l1.put_entry(entry);
+            // Held in memory: stored for this instance. A Redis failure is
+            // counted in the redis layer's figures and logged.
+            if let Err(error) = remote {
+                tracing::warn!(%error, "entry kept in memory only");
+            }
+            Ok(())
         })
     }
 
