@@ -427,6 +427,27 @@ impl CacheHandle {
         self.shared.stats.snapshot(self.shared.store.stats())
     }
 
+    /// Hands the current figures to the installed `metrics` recorder (see
+    /// [`metrics`](crate::metrics) for the names).
+    #[cfg(feature = "metrics")]
+    pub fn record_metrics(&self) {
+        crate::metrics::record(&self.stats());
+    }
+
+    /// Records the figures every `period` on a background task until the
+    /// task is aborted. Call it inside a tokio runtime.
+    #[cfg(feature = "metrics")]
+    pub fn spawn_metrics(&self, period: Duration) -> tokio::task::JoinHandle<()> {
+        let handle = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            loop {
+                ticks.tick().await;
+                handle.record_metrics();
+            }
+        })
+    }
+
     /// Sets the counters back to zero (stored entries stay).
     pub fn reset_stats(&self) {
         self.shared.stats.reset();

@@ -47,6 +47,8 @@ mod flight;
 mod handle;
 pub mod key;
 mod layer;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod policy;
 mod service;
 mod stats;

@@ -560,7 +560,6 @@ where
         // request's fill (if it leads one) throw its entry away.
         let generation = shared.generation();
         if rounds > MAX_ROUNDS {
-            bump(&shared.stats.misses);
             break (generation, Mode::Fill(Fwd::UriMiss), None);
         }
         let now = shared.clock.now();
@@ -590,7 +589,6 @@ where
         };
         match shared.flights.join(&flight_key, generation) {
             Join::Leader(leader) => {
-                bump(&shared.stats.misses);
                 break (generation, Mode::Fill(fwd), Some(leader));
             }
             Join::Waiter(waiter) => match waiter.wait().await {
@@ -611,7 +609,6 @@ where
                 }
                 Some(None) => {
                     // The leader's response was not shareable: ask ourselves.
-                    bump(&shared.stats.misses);
                     break (generation, Mode::Fill(fwd), None);
                 }
                 // Stored for another variant, or the leader went away:
@@ -882,11 +879,13 @@ where
         return (response, None);
     }
 
+    // Every request is one of hit, miss or bypass: this one went to the
+    // service with a response the cache means to store.
+    bump(&shared.stats.misses);
     let (head_parts, body) = response.into_parts();
     let body = match buffer(Box::pin(body), shared.max_body).await {
         Buffered::Whole(bytes) => bytes,
         Buffered::TooLong(read, rest) => {
-            bump(&shared.stats.bypasses);
             let mut response = Response::from_parts(head_parts, CacheBody::prefixed(read, rest));
             let headers = response.headers_mut();
             headers.insert(CACHE_CONTROL, policy.cache_control().clone());

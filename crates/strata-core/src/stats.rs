@@ -71,16 +71,22 @@ impl Stats {
 /// The counters at one moment, with the store's own figures.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StatsSnapshot {
-    /// Requests served from a stored response (including 304s from one).
+    /// Requests served from a stored response (including 304s from one,
+    /// and requests answered by another request's identical miss).
     pub hits: u64,
-    /// Cacheable requests that had to go to the inner service.
+    /// Requests that went to the inner service and whose response the
+    /// cache then meant to store (stored, or found too long midway, or
+    /// superseded by an invalidation). Every GET or HEAD the layer sees is
+    /// exactly one of a hit, a miss or a bypass.
     pub misses: u64,
     /// `hits / (hits + misses)`, 0 when there were none.
     pub hit_rate: f64,
     /// Responses and values written to the store.
     pub stores: u64,
-    /// Requests the cache let through untouched or did not store
-    /// (no policy, `no-store`, private without a user, too large, ...).
+    /// Requests that went to the inner service with a response the cache
+    /// would not store (no policy, `no-store`, `no-cache`, private without
+    /// a user, an error status, `Set-Cookie` on a shared response, too
+    /// large or of unknown length, ...).
     pub bypasses: u64,
     /// 304 responses sent.
     pub not_modified: u64,

@@ -1,0 +1,67 @@
+//! The cache's figures through the [`metrics`](https://docs.rs/metrics)
+//! facade (feature `metrics`), so an app with a Prometheus (or any other)
+//! exporter graphs them.
+//!
+//! Nothing is emitted per request: the hit path only bumps the cache's own
+//! atomic counters. [`record`] reads them (with the store's per-layer
+//! figures) and hands them to the installed recorder: counters as absolute
+//! values, sizes as gauges. Call it on a timer
+//! ([`CacheHandle::spawn_metrics`](crate::CacheHandle::spawn_metrics)) or
+//! before each scrape. Counters go back to zero after `reset_stats`, which
+//! Prometheus reads as a counter reset.
+//!
+//! | name | kind | labels |
+//! |---|---|---|
+//! | `strata_hits_total`, `strata_misses_total`, `strata_stores_total`, `strata_bypasses_total`, `strata_not_modified_total`, `strata_coalesced_total`, `strata_invalidations_total`, `strata_errors_total`, `strata_evictions_total` | counter | |
+//! | `strata_hit_ratio`, `strata_entries`, `strata_bytes` | gauge | |
+//! | `strata_layer_hits_total`, `strata_layer_misses_total`, `strata_layer_errors_total`, `strata_layer_evictions_total`, `strata_layer_expirations_total` | counter | `layer` |
+//! | `strata_layer_entries`, `strata_layer_bytes` | gauge | `layer` |
+//!
+//! A layer figure that is not measured (see [`StoreStats`](crate::StoreStats))
+//! is not emitted.
+
+use metrics::{counter, gauge};
+
+use crate::stats::StatsSnapshot;
+
+/// Hands every figure of `snapshot` to the installed `metrics` recorder.
+pub fn record(snapshot: &StatsSnapshot) {
+    for (name, value) in [
+        ("strata_hits_total", snapshot.hits),
+        ("strata_misses_total", snapshot.misses),
+        ("strata_stores_total", snapshot.stores),
+        ("strata_bypasses_total", snapshot.bypasses),
+        ("strata_not_modified_total", snapshot.not_modified),
+        ("strata_coalesced_total", snapshot.coalesced),
+        ("strata_invalidations_total", snapshot.invalidations),
+        ("strata_errors_total", snapshot.errors),
+        ("strata_evictions_total", snapshot.evictions),
+    ] {
+        counter!(name).absolute(value);
+    }
+    gauge!("strata_hit_ratio").set(snapshot.hit_rate);
+    gauge!("strata_entries").set(snapshot.entries as f64);
+    gauge!("strata_bytes").set(snapshot.bytes as f64);
+    for layer in &snapshot.layers {
+        let label = layer.layer;
+        for (name, value) in [
+            ("strata_layer_hits_total", layer.hits),
+            ("strata_layer_misses_total", layer.misses),
+            ("strata_layer_errors_total", layer.errors),
+            ("strata_layer_evictions_total", Some(layer.evictions)),
+            ("strata_layer_expirations_total", Some(layer.expirations)),
+        ] {
+            if let Some(value) = value {
+                counter!(name, "layer" => label).absolute(value);
+            }
+        }
+        for (name, value) in [
+            ("strata_layer_entries", layer.entries),
+            ("strata_layer_bytes", layer.bytes),
+        ] {
+            if let Some(value) = value {
+                gauge!(name, "layer" => label).set(value as f64);
+            }
+        }
+    }
+}
