@@ -4,7 +4,8 @@
 //!
 //! This facade re-exports [`strata_core`] (see its documentation for every
 //! module) and, with the default `axum` feature, adds [`CachedRouter`];
-//! the `redis` feature adds [`redis`] (`strata::redis::TieredStore`, ...).
+//! the `redis` feature adds [`redis`] (`strata::redis::TieredStore`, ...),
+//! the `admin` feature adds [`admin`] (`strata::admin::router`).
 
 #[cfg(feature = "axum")]
 mod router;
@@ -17,4 +18,10 @@ pub use strata_core::*;
 #[cfg(feature = "redis")]
 pub mod redis {
     pub use strata_redis::*;
+}
+
+/// JSON admin endpoints (feature `admin`): see [`strata_admin`].
+#[cfg(feature = "admin")]
+pub mod admin {
+    pub use strata_admin::*;
 }

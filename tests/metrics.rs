@@ -53,7 +53,12 @@ async fn recorded_metrics_are_the_measured_figures() {
     let etag = header(&miss, "etag");
     server.get("/a").send().await.unwrap();
     server.get("/a").send().await.unwrap();
-    let not_modified = server.get("/a").header("if-none-match", &etag).send().await.unwrap();
+    let not_modified = server
+        .get("/a")
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(not_modified.status(), 304);
     server.get("/plain").send().await.unwrap();
     cache.handle().invalidate_tag("t").await.unwrap();
@@ -73,7 +78,10 @@ async fn recorded_metrics_are_the_measured_figures() {
     assert_eq!(metrics["strata_entries"], stats.entries as f64);
     assert_eq!(metrics["strata_bytes"], stats.bytes as f64);
     assert!(stats.entries >= 1 && stats.bytes > 0);
-    assert_eq!(metrics["strata_layer_entries{memory}"], stats.entries as f64);
+    assert_eq!(
+        metrics["strata_layer_entries{memory}"],
+        stats.entries as f64
+    );
     assert_eq!(metrics["strata_layer_bytes{memory}"], stats.bytes as f64);
     // The memory store does not count its own lookups: not emitted.
     assert!(!metrics.contains_key("strata_layer_hits_total{memory}"));
@@ -82,5 +90,8 @@ async fn recorded_metrics_are_the_measured_figures() {
     cache.handle().reset_stats();
     let metrics = recorded(&cache);
     assert_eq!(metrics["strata_hits_total"], 0.0);
-    assert_eq!(metrics["strata_entries"], stats.entries as f64, "entries stay");
+    assert_eq!(
+        metrics["strata_entries"], stats.entries as f64,
+        "entries stay"
+    );
 }

@@ -30,8 +30,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Status
 use http_body::Body;
 use http_body_util::BodyExt;
 use pin_project_lite::pin_project;
+use sha2::Digest as _;
 use tower::util::Oneshot;
 use tower_service::Service;
+use tracing::Instrument as _;
 
 use crate::body::{BoxError, CacheBody};
 use crate::conditional::{self, copy_not_modified_headers, etag_for, http_date, is_not_modified};
@@ -141,18 +143,30 @@ where
                 Fast::Lookup => {
                     let inner = S::clone(&self.inner);
                     let shared = Arc::clone(&self.shared);
-                    return ResponseFuture::boxed(serve(shared, inner, parts, body, primary));
+                    let span = decision_span(&primary);
+                    let serving = serve(shared, inner, parts, body, primary);
+                    return ResponseFuture::boxed(serving.instrument(span));
                 }
             };
             let inner = S::clone(&self.inner);
             let shared = Arc::clone(&self.shared);
-            return ResponseFuture::boxed(async move {
-                let forwarded = forward(
-                    &shared, inner, parts, body, &primary, user, generation, mode,
-                )
-                .await?;
-                Ok(forwarded.0)
-            });
+            let span = decision_span(&primary);
+            let outcome = match mode {
+                Mode::Bypass => "bypass",
+                _ => "pass",
+            };
+            span.record("outcome", outcome);
+            span.record("layer", "service");
+            return ResponseFuture::boxed(
+                async move {
+                    let forwarded = forward(
+                        &shared, inner, parts, body, &primary, user, generation, mode,
+                    )
+                    .await?;
+                    Ok(forwarded.0)
+                }
+                .instrument(span),
+            );
         }
         if method.is_safe() {
             let future = Oneshot::new(S::clone(&self.inner), request);
@@ -361,6 +375,40 @@ fn vary_of(policy: &CachePolicy, response_headers: &HeaderMap) -> Vec<HeaderName
 }
 
 // ----------------------------------------------------------------------------
+// Tracing
+// ----------------------------------------------------------------------------
+
+/// A key as logs show it: the first 64 bits of its SHA-256, so logs can
+/// follow one key without carrying URLs, query strings or user ids.
+/// Computed only when a subscriber wants the event.
+struct KeyDigest<'a>(&'a str);
+
+impl fmt::Display for KeyDigest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let digest = sha2::Sha256::digest(self.0.as_bytes());
+        f.write_str(&hex::encode(&digest[..8]))
+    }
+}
+
+/// The span of one cache decision on the slow path; `outcome` and `layer`
+/// are recorded once known.
+fn decision_span(primary: &str) -> tracing::Span {
+    tracing::debug_span!(
+        target: "strata",
+        "strata.request",
+        key = %KeyDigest(primary),
+        outcome = tracing::field::Empty,
+        layer = tracing::field::Empty,
+    )
+}
+
+fn record_decision(outcome: &'static str, layer: &'static str) {
+    let span = tracing::Span::current();
+    span.record("outcome", outcome);
+    span.record("layer", layer);
+}
+
+// ----------------------------------------------------------------------------
 // Responses
 // ----------------------------------------------------------------------------
 
@@ -513,6 +561,7 @@ fn fast_path<B>(shared: &Shared, parts: &Parts, primary: &str) -> Fast<B> {
         Step::Miss { .. } => return Fast::Lookup,
     };
     bump(&shared.stats.hits);
+    tracing::trace!(target: "strata", key = %KeyDigest(primary), outcome = "hit", layer = "memory");
     let head = parts.method == Method::HEAD;
     Fast::Hit(respond_from_entry(
         shared,
@@ -560,6 +609,7 @@ where
         // request's fill (if it leads one) throw its entry away.
         let generation = shared.generation();
         if rounds > MAX_ROUNDS {
+            record_decision("miss", "service");
             break (generation, Mode::Fill(Fwd::UriMiss), None);
         }
         let now = shared.clock.now();
@@ -572,6 +622,7 @@ where
         let (flight_key, fwd) = match step {
             Step::Hit(entry) => {
                 bump(&shared.stats.hits);
+                record_decision("hit", "store");
                 let served = Served::Hit;
                 return Ok(respond_from_entry(
                     &shared,
@@ -582,19 +633,27 @@ where
                     served,
                 ));
             }
-            Step::Pass => break (generation, Mode::Pass, None),
-            Step::Bypass => break (generation, Mode::Bypass, None),
+            Step::Pass => {
+                record_decision("pass", "service");
+                break (generation, Mode::Pass, None);
+            }
+            Step::Bypass => {
+                record_decision("bypass", "service");
+                break (generation, Mode::Bypass, None);
+            }
             Step::Miss { flight_key, fwd } => (flight_key, fwd),
             Step::Variant(_) => unreachable!("resolved above"),
         };
         match shared.flights.join(&flight_key, generation) {
             Join::Leader(leader) => {
+                record_decision("miss", "service");
                 break (generation, Mode::Fill(fwd), Some(leader));
             }
             Join::Waiter(waiter) => match waiter.wait().await {
                 Some(Some(filled)) if serves(&shared, &filled, &primary, &parts, &mut user) => {
                     bump(&shared.stats.coalesced);
                     bump(&shared.stats.hits);
+                    record_decision("collapsed", "flight");
                     let now = shared.clock.now();
                     let served = Served::Collapsed(fwd);
                     let entry = &filled.entry;
@@ -609,6 +668,7 @@ where
                 }
                 Some(None) => {
                     // The leader's response was not shareable: ask ourselves.
+                    record_decision("miss", "service");
                     break (generation, Mode::Fill(fwd), None);
                 }
                 // Stored for another variant, or the leader went away:

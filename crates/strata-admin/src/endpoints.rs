@@ -1,0 +1,286 @@
+//! The endpoints, their JSON bodies, and the two middlewares every admin
+//! response passes through (authorization, `Cache-Control: no-store`).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::header::{CACHE_CONTROL, WWW_AUTHENTICATE};
+use http::{HeaderValue, StatusCode};
+use serde::Serialize;
+use serde_json::json;
+use strata_core::{CacheHandle, Health, HealthStatus, Invalidation, StatsSnapshot, StoreStats};
+
+use crate::authorize::{Authorize, Decision};
+
+/// The body of `GET cache-stats/`: every counter the cache keeps, the
+/// in-process layer's size, and each layer's own figures.
+///
+/// Every number is measured. A figure a layer cannot measure is `null`,
+/// never an estimate: `size`, `keys_count` and `memory_usage` are `null`
+/// when the outermost layer does not count its entries or bytes (a cache
+/// on a Redis store alone).
+///
+/// ```json
+/// {"hit_rate":0.75,"hits":3,"misses":1,"size":1480,"keys_count":2,
+///  "memory_usage":1480,"stores":1,"bypasses":0,"not_modified":0,
+///  "coalesced":0,"invalidations":0,"errors":0,"evictions":0,
+///  "layers":[{"layer":"memory","entries":2,"bytes":1480,
+///             "capacity_bytes":268435456,"hits":null,"misses":null,
+///             "errors":null,"evictions":0,"expirations":0}]}
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// `hits / (hits + misses)`, 0 when there were none.
+    pub hit_rate: f64,
+    /// Requests (and `get_or_compute` calls) answered from the cache.
+    pub hits: u64,
+    /// Cacheable requests that had to go to the service.
+    pub misses: u64,
+    /// Bytes held by the in-process (outermost) layer, as it weighs its
+    /// entries.
+    pub size: Option<u64>,
+    /// Entries held by the in-process (outermost) layer, including the
+    /// small rule entries that record how a URL varies.
+    pub keys_count: Option<u64>,
+    /// The same measured figure as `size`: the bytes the in-process layer
+    /// holds. (The process's own memory is not the cache's to report.)
+    pub memory_usage: Option<u64>,
+    /// Responses and values written to the store.
+    pub stores: u64,
+    /// Requests the cache let through or did not store.
+    pub bypasses: u64,
+    /// `304 Not Modified` responses sent.
+    pub not_modified: u64,
+    /// Requests that waited for another request's identical miss.
+    pub coalesced: u64,
+    /// Invalidation calls, including the ones a write request triggers.
+    pub invalidations: u64,
+    /// Store errors, each turned into a miss.
+    pub errors: u64,
+    /// Entries evicted for room, over all layers.
+    pub evictions: u64,
+    /// Each layer's figures, outermost first (`memory`, then `redis` on a
+    /// tiered store); `null` where a layer cannot measure a figure.
+    pub layers: Vec<StoreStats>,
+}
+
+impl From<StatsSnapshot> for CacheStats {
+    fn from(snapshot: StatsSnapshot) -> Self {
+        // Not `snapshot.entries`/`bytes`: those read 0 for a layer that
+        // cannot count, and a 0 here would be a claim, not a measurement.
+        let outermost = snapshot.layers.first();
+        let size = outermost.and_then(|layer| layer.bytes);
+        let keys_count = outermost.and_then(|layer| layer.entries);
+        Self {
+            hit_rate: snapshot.hit_rate,
+            hits: snapshot.hits,
+            misses: snapshot.misses,
+            size,
+            keys_count,
+            memory_usage: size,
+            stores: snapshot.stores,
+            bypasses: snapshot.bypasses,
+            not_modified: snapshot.not_modified,
+            coalesced: snapshot.coalesced,
+            invalidations: snapshot.invalidations,
+            errors: snapshot.errors,
+            evictions: snapshot.evictions,
+            layers: snapshot.layers,
+        }
+    }
+}
+
+/// The body of `GET cache-health/`.
+#[derive(Debug, Serialize)]
+struct HealthBody {
+    status: HealthStatus,
+    /// The names of the layers that do not answer (empty when `ok`).
+    failing: Vec<&'static str>,
+    layers: Vec<Health>,
+}
+
+/// A JSON error response: `{"error": message}`.
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    let message: String = message.into();
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+pub(crate) async fn stats(State(handle): State<CacheHandle>) -> Json<CacheStats> {
+    Json(CacheStats::from(handle.stats()))
+}
+
+pub(crate) async fn health(State(handle): State<CacheHandle>) -> Response {
+    let report = handle.health().await;
+    let status = if report.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = HealthBody {
+        status: report.status,
+        failing: report.failing().map(|layer| layer.layer).collect(),
+        layers: report.layers,
+    };
+    (status, Json(body)).into_response()
+}
+
+pub(crate) async fn clear(State(handle): State<CacheHandle>) -> Response {
+    match handle.clear().await {
+        Ok(cleared) => Json(json!({ "cleared": cleared })).into_response(),
+        Err(failure) => store_failed(&failure),
+    }
+}
+
+pub(crate) async fn reset_stats(State(handle): State<CacheHandle>) -> Json<serde_json::Value> {
+    handle.reset_stats();
+    Json(json!({ "reset": true }))
+}
+
+pub(crate) async fn invalidate(
+    State(handle): State<CacheHandle>,
+    body: Result<Json<Invalidation>, JsonRejection>,
+) -> Response {
+    let what = match body {
+        Ok(Json(what)) => what,
+        Err(rejection) => return rejected(&rejection),
+    };
+    if let Some(problem) = empty_name(&what) {
+        return error(StatusCode::BAD_REQUEST, problem);
+    }
+    match handle.invalidate(&what).await {
+        Ok(invalidated) => {
+            Json(json!({ "invalidated": invalidated, "what": what })).into_response()
+        }
+        Err(failure) => store_failed(&failure),
+    }
+}
+
+/// Why an invalidation body names nothing sensible, if it does not: an
+/// empty prefix would drop everything and an empty tag or URL nothing,
+/// both most likely a client's mistake.
+fn empty_name(what: &Invalidation) -> Option<&'static str> {
+    let empty = match what {
+        Invalidation::Key(name)
+        | Invalidation::Url(name)
+        | Invalidation::Tag(name)
+        | Invalidation::Prefix(name)
+        | Invalidation::User(name) => name.is_empty(),
+        Invalidation::Tags(tags) => tags.is_empty() || tags.iter().any(String::is_empty),
+        _ => false,
+    };
+    empty.then_some(
+        "the invalidation names nothing: give a non-empty key, url, tag, tags, prefix \
+         or user, or \"all\" to drop everything",
+    )
+}
+
+/// A body that is not an [`Invalidation`]: 400 for malformed or
+/// wrongly-shaped JSON, axum's own status otherwise (415 without a JSON
+/// `Content-Type`, 413 for a body over the limit).
+fn rejected(rejection: &JsonRejection) -> Response {
+    let status = match rejection {
+        JsonRejection::JsonDataError(_) | JsonRejection::JsonSyntaxError(_) => {
+            StatusCode::BAD_REQUEST
+        }
+        other => other.status(),
+    };
+    error(
+        status,
+        format!(
+            "{}; expected one of {{\"key\":..}}, {{\"url\":..}}, {{\"tag\":..}}, \
+             {{\"tags\":[..]}}, {{\"prefix\":..}}, {{\"user\":..}} or \"all\"",
+            rejection.body_text()
+        ),
+    )
+}
+
+fn store_failed(failure: &strata_core::Error) -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, failure.to_string())
+}
+
+/// Runs the [`Authorize`] check on the request's head; a refused request
+/// never reaches an endpoint, so its body is not even read.
+pub(crate) async fn authorize(
+    State(check): State<Arc<dyn Authorize>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    match check.authorize(&parts) {
+        Decision::Allow => next.run(Request::from_parts(parts, body)).await,
+        Decision::Unauthenticated => {
+            let mut response = error(
+                StatusCode::UNAUTHORIZED,
+                "authentication required: send Authorization: Bearer <token>",
+            );
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+        Decision::Forbidden => error(
+            StatusCode::FORBIDDEN,
+            "not allowed to use the cache admin endpoints",
+        ),
+    }
+}
+
+/// Admin answers describe the cache at one moment: no one may reuse them.
+pub(crate) async fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_core::Cache;
+
+    /// Every figure of the core's snapshot is in the admin body (under its
+    /// own name, or as `size`/`keys_count`), so a counter added to the core
+    /// cannot silently go missing here.
+    #[test]
+    fn the_stats_body_carries_every_figure_of_the_snapshot() {
+        let snapshot = Cache::builder().build().handle().stats();
+        let core = serde_json::to_value(&snapshot).unwrap();
+        let admin = serde_json::to_value(CacheStats::from(snapshot)).unwrap();
+        for field in core.as_object().unwrap().keys() {
+            let name = match field.as_str() {
+                "entries" => "keys_count",
+                "bytes" => "size",
+                other => other,
+            };
+            assert!(admin.get(name).is_some(), "cache-stats lacks {field}");
+        }
+    }
+
+    #[test]
+    fn sizes_are_null_when_the_outermost_layer_cannot_measure_them() {
+        let mut snapshot = Cache::builder().build().handle().stats();
+        snapshot.layers = vec![StoreStats {
+            layer: "redis",
+            ..StoreStats::default()
+        }];
+        let stats = CacheStats::from(snapshot);
+        assert_eq!(
+            (stats.size, stats.keys_count, stats.memory_usage),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn empty_names_are_refused_and_all_is_not() {
+        assert!(empty_name(&Invalidation::Prefix(String::new())).is_some());
+        assert!(empty_name(&Invalidation::Tags(vec![])).is_some());
+        assert!(empty_name(&Invalidation::Tags(vec!["a".into(), String::new()])).is_some());
+        assert!(empty_name(&Invalidation::Tag("a".into())).is_none());
+        assert!(empty_name(&Invalidation::All).is_none());
+    }
+}

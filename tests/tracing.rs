@@ -1,0 +1,88 @@
+//! Tracing: one span per cache decision with a key digest, the outcome and
+//! the layer, and nothing that identifies a user or carries a body.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::{Router, routing::get};
+use common::{TestServer, user_from_header};
+use strata::{Cache, CachePolicy};
+use tracing_subscriber::fmt::format::FmtSpan;
+
+/// Collects what the fmt subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn each_decision_is_traced_with_a_key_digest_and_no_user_or_body() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(FmtSpan::CLOSE)
+        .with_ansi(false)
+        .finish();
+    // The test runtime is single-threaded: the server runs on this thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let cache = Cache::builder().user(user_from_header).build();
+    let app = Router::new()
+        .route(
+            "/api/secret-path/",
+            get(|| async { "BODY-SECRET" }).layer(CachePolicy::private(Duration::from_secs(60))),
+        )
+        .route("/plain", get(|| async { "plain" }))
+        .layer(cache.layer());
+    let server = TestServer::start(app).await;
+    for _ in 0..2 {
+        let response = server
+            .get_as("/api/secret-path/", "secret-user-42")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.text().await.unwrap(), "BODY-SECRET");
+    }
+    server.get("/api/secret-path/").send().await.unwrap();
+    server.get("/plain").send().await.unwrap();
+    server.get("/plain").send().await.unwrap();
+
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let decisions: Vec<&str> = log.lines().filter(|line| line.contains("strata")).collect();
+    let has = |needle: &str| decisions.iter().any(|line| line.contains(needle));
+    assert!(has("outcome=\"miss\"") || has("outcome=miss"), "{log}");
+    assert!(
+        has("hit") && has("layer=\"memory\"") || has("layer=memory"),
+        "{log}"
+    );
+    assert!(has("bypass"), "anonymous on a private URL: {log}");
+    assert!(has("pass"), "a route without policy: {log}");
+    // Keys appear only as 16 hex digits.
+    let digest_ok = decisions.iter().all(|line| {
+        line.split("key=").skip(1).all(|rest| {
+            let digest: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
+            digest.len() == 16
+        })
+    });
+    assert!(digest_ok && has("key="), "{log}");
+    for secret in ["secret-user-42", "BODY-SECRET", "secret-path"] {
+        assert!(
+            !log.contains(secret),
+            "{secret} leaked into the log:\n{log}"
+        );
+    }
+}
