@@ -45,7 +45,13 @@ impl Stats {
         let hits = self.hits.load(Ordering::Relaxed);
         let misses = self.misses.load(Ordering::Relaxed);
         let lookups = hits + misses;
-        let outer = layers.first().cloned().unwrap_or_default();
+        // The in-process layer's figures; a store without one holds nothing
+        // in process memory, which is a measured zero, not a guess.
+        let memory = layers
+            .iter()
+            .find(|layer| layer.layer == "memory")
+            .cloned()
+            .unwrap_or_default();
         StatsSnapshot {
             hits,
             misses,
@@ -61,8 +67,8 @@ impl Stats {
             invalidations: self.invalidations.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             evictions: layers.iter().map(|layer| layer.evictions).sum(),
-            entries: outer.entries.unwrap_or(0),
-            bytes: outer.bytes.unwrap_or(0),
+            entries: memory.entries.unwrap_or(0),
+            bytes: memory.bytes.unwrap_or(0),
             layers,
         }
     }
@@ -98,9 +104,11 @@ pub struct StatsSnapshot {
     pub errors: u64,
     /// Entries evicted for room, over all layers.
     pub evictions: u64,
-    /// Entries in the outermost (in-process) layer.
+    /// Entries held in process memory (the `memory` layer; 0 for a store
+    /// without one). Other layers' figures are in `layers`.
     pub entries: u64,
-    /// Bytes in the outermost (in-process) layer.
+    /// Bytes held in process memory, as [`Entry::size`](crate::Entry::size)
+    /// counts them (0 for a store without a memory layer).
     pub bytes: u64,
     /// Each layer's own figures, outermost first.
     pub layers: Vec<StoreStats>,
