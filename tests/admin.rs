@@ -803,3 +803,27 @@ async fn with_redis_stats_show_both_layers_and_clear_reaches_the_other_instance(
     assert!(!is_hit(&cache_status), "{cache_status}");
     assert_eq!(a.fixture.handlers.materials.count(), 2);
 }
+
+/// Nested *inside* the cache layer, as the design sketch shows: admin
+/// actions are writes that invalidate nothing of their own (their answers
+/// carry `Invalidates::none()`), so they do not show up as invalidations.
+#[tokio::test]
+async fn admin_nested_inside_the_cache_layer_invalidates_nothing_by_itself() {
+    let cache = memory_cache();
+    let handlers = Handlers::default();
+    let app = routes(&handlers)
+        .nest(
+            "/api/core",
+            strata_admin::router(cache.handle(), BearerToken::new(TOKEN)),
+        )
+        .layer(cache.layer());
+    let server = TestServer::start(app).await;
+    let (head, _) = admin_post(&server, "cache-reset-stats/", None).await;
+    assert_eq!(head.status(), 200);
+    let (head, _) = admin_post(&server, "cache-reset-stats/", None).await;
+    assert_eq!(head.status(), 200);
+    assert_eq!(cache.handle().stats().invalidations, 0);
+    let (head, body) = admin_get(&server, "cache-stats/").await;
+    assert_eq!(head.status(), 200);
+    assert_eq!(body["invalidations"], 0);
+}

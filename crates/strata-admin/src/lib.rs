@@ -80,7 +80,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::middleware;
 use axum::routing::{get, post};
-use strata_core::{CacheHandle, CachePolicy};
+use strata_core::{CacheHandle, CachePolicy, Invalidates};
 
 pub use authorize::{Authorize, BearerToken, Decision};
 pub use endpoints::CacheStats;
@@ -106,5 +106,7 @@ where
         .layer(middleware::from_fn_with_state(check, endpoints::authorize))
         .layer(middleware::map_response(endpoints::no_store))
         .layer(CachePolicy::no_store())
+        // Admin actions change no cached response of their own URL.
+        .layer(Invalidates::none())
         .with_state(handle)
 }

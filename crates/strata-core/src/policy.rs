@@ -197,9 +197,29 @@ impl<S> Layer<S> for CachePolicy {
 pub struct Invalidates {
     tags: Vec<String>,
     urls: Vec<String>,
+    keep_own_url: bool,
 }
 
 impl Invalidates {
+    /// Invalidates nothing, not even the request's own URL: for write
+    /// routes that change no cached data (an admin action, a login).
+    ///
+    /// ```
+    /// assert!(strata_core::Invalidates::none().keeps_own_url());
+    /// ```
+    pub fn none() -> Self {
+        Self {
+            keep_own_url: true,
+            ..Self::default()
+        }
+    }
+
+    /// Whether the request's own URL stays cached (only after
+    /// [`none`](Self::none)).
+    pub fn keeps_own_url(&self) -> bool {
+        self.keep_own_url
+    }
+
     /// Invalidates these tags.
     pub fn tags<I, T>(tags: I) -> Self
     where
@@ -209,6 +229,7 @@ impl Invalidates {
         Self {
             tags: tags.into_iter().map(Into::into).collect(),
             urls: Vec::new(),
+            keep_own_url: false,
         }
     }
 

@@ -1132,8 +1132,11 @@ where
     let response = future.await?;
     let status = response.status();
     if status.is_success() || status.is_redirection() {
-        let _ = shared.invalidate(&Invalidation::Url(path)).await;
-        if let Some(declared) = response.extensions().get::<Invalidates>() {
+        let declared = response.extensions().get::<Invalidates>();
+        if !declared.is_some_and(Invalidates::keeps_own_url) {
+            let _ = shared.invalidate(&Invalidation::Url(path)).await;
+        }
+        if let Some(declared) = declared {
             if !declared.tag_list().is_empty() {
                 let tags = Invalidation::Tags(declared.tag_list().to_vec());
                 let _ = shared.invalidate(&tags).await;
