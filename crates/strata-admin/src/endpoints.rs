@@ -21,13 +21,13 @@ use crate::authorize::{Authorize, Decision};
 ///
 /// Every number is measured. A figure a layer cannot measure is `null`,
 /// never an estimate: `size`, `keys_count` and `memory_usage` are `null`
-/// when the outermost layer does not count its entries or bytes (a cache
-/// on a Redis store alone).
+/// when the store has no in-process layer (a cache on a Redis store alone).
 ///
 /// ```json
-/// {"hit_rate":0.75,"hits":3,"misses":1,"size":1480,"keys_count":2,
-///  "memory_usage":1480,"stores":1,"bypasses":0,"not_modified":0,
-///  "coalesced":0,"invalidations":0,"errors":0,"evictions":0,
+/// {"hits":3,"misses":1,"hit_rate":0.75,"stores":1,"bypasses":0,
+///  "not_modified":0,"coalesced":0,"invalidations":0,"errors":0,
+///  "evictions":0,"entries":2,"bytes":1480,
+///  "size":1480,"keys_count":2,"memory_usage":1480,
 ///  "layers":[{"layer":"memory","entries":2,"bytes":1480,
 ///             "capacity_bytes":268435456,"hits":null,"misses":null,
 ///             "errors":null,"evictions":0,"expirations":0}]}
@@ -35,62 +35,33 @@ use crate::authorize::{Authorize, Decision};
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct CacheStats {
-    /// `hits / (hits + misses)`, 0 when there were none.
-    pub hit_rate: f64,
-    /// Requests (and `get_or_compute` calls) answered from the cache.
-    pub hits: u64,
-    /// Cacheable requests that had to go to the service.
-    pub misses: u64,
-    /// Bytes held by the in-process (outermost) layer, as it weighs its
-    /// entries.
+    /// Every counter and figure the cache keeps, under the core's names
+    /// (`hits`, `misses`, `hit_rate`, `stores`, `bypasses`, `not_modified`,
+    /// `coalesced`, `invalidations`, `errors`, `evictions`, `entries`,
+    /// `bytes`, `layers`): see [`StatsSnapshot`].
+    #[serde(flatten)]
+    pub snapshot: StatsSnapshot,
+    /// Bytes held by the in-process layer, as it weighs its entries;
+    /// `null` for a store without one.
     pub size: Option<u64>,
-    /// Entries held by the in-process (outermost) layer, including the
-    /// small rule entries that record how a URL varies.
+    /// Entries held by the in-process layer, including the small rule
+    /// entries that record how a URL varies; `null` for a store without one.
     pub keys_count: Option<u64>,
     /// The same measured figure as `size`: the bytes the in-process layer
     /// holds. (The process's own memory is not the cache's to report.)
     pub memory_usage: Option<u64>,
-    /// Responses and values written to the store.
-    pub stores: u64,
-    /// Requests the cache let through or did not store.
-    pub bypasses: u64,
-    /// `304 Not Modified` responses sent.
-    pub not_modified: u64,
-    /// Requests that waited for another request's identical miss.
-    pub coalesced: u64,
-    /// Invalidation calls, including the ones a write request triggers.
-    pub invalidations: u64,
-    /// Store errors, each turned into a miss.
-    pub errors: u64,
-    /// Entries evicted for room, over all layers.
-    pub evictions: u64,
-    /// Each layer's figures, outermost first (`memory`, then `redis` on a
-    /// tiered store); `null` where a layer cannot measure a figure.
-    pub layers: Vec<StoreStats>,
 }
 
 impl From<StatsSnapshot> for CacheStats {
     fn from(snapshot: StatsSnapshot) -> Self {
-        // Not `snapshot.entries`/`bytes`: those read 0 for a layer that
-        // cannot count, and a 0 here would be a claim, not a measurement.
-        let outermost = snapshot.layers.first();
-        let size = outermost.and_then(|layer| layer.bytes);
-        let keys_count = outermost.and_then(|layer| layer.entries);
+        let memory = snapshot.layers.iter().find(|layer| layer.layer == "memory");
+        let size = memory.and_then(|layer| layer.bytes);
+        let keys_count = memory.and_then(|layer| layer.entries);
         Self {
-            hit_rate: snapshot.hit_rate,
-            hits: snapshot.hits,
-            misses: snapshot.misses,
+            snapshot,
             size,
             keys_count,
             memory_usage: size,
-            stores: snapshot.stores,
-            bypasses: snapshot.bypasses,
-            not_modified: snapshot.not_modified,
-            coalesced: snapshot.coalesced,
-            invalidations: snapshot.invalidations,
-            errors: snapshot.errors,
-            evictions: snapshot.evictions,
-            layers: snapshot.layers,
         }
     }
 }
@@ -243,21 +214,18 @@ mod tests {
     use super::*;
     use strata_core::Cache;
 
-    /// Every figure of the core's snapshot is in the admin body (under its
-    /// own name, or as `size`/`keys_count`), so a counter added to the core
-    /// cannot silently go missing here.
+    /// The body carries the core's figures under their own names and the
+    /// seed's names for the in-process size.
     #[test]
     fn the_stats_body_carries_every_figure_of_the_snapshot() {
         let snapshot = Cache::builder().build().handle().stats();
         let core = serde_json::to_value(&snapshot).unwrap();
         let admin = serde_json::to_value(CacheStats::from(snapshot)).unwrap();
         for field in core.as_object().unwrap().keys() {
-            let name = match field.as_str() {
-                "entries" => "keys_count",
-                "bytes" => "size",
-                other => other,
-            };
-            assert!(admin.get(name).is_some(), "cache-stats lacks {field}");
+            assert_eq!(admin.get(field), core.get(field), "cache-stats lacks {field}");
+        }
+        for field in ["size", "keys_count", "memory_usage"] {
+            assert!(admin[field].is_u64(), "{field}: {admin}");
         }
     }
 
