@@ -12,7 +12,7 @@ use http::header::{CACHE_CONTROL, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 use serde::Serialize;
 use serde_json::json;
-use strata_core::{CacheHandle, Health, HealthStatus, Invalidation, StatsSnapshot, StoreStats};
+use strata_core::{CacheHandle, Health, HealthStatus, Invalidation, StatsSnapshot};
 
 use crate::authorize::{Authorize, Decision};
 
@@ -212,7 +212,7 @@ pub(crate) async fn no_store(mut response: Response) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_core::Cache;
+    use strata_core::{Cache, StoreStats};
 
     /// The body carries the core's figures under their own names and the
     /// seed's names for the in-process size.
