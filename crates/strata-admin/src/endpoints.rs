@@ -222,7 +222,11 @@ mod tests {
         let core = serde_json::to_value(&snapshot).unwrap();
         let admin = serde_json::to_value(CacheStats::from(snapshot)).unwrap();
         for field in core.as_object().unwrap().keys() {
-            assert_eq!(admin.get(field), core.get(field), "cache-stats lacks {field}");
+            assert_eq!(
+                admin.get(field),
+                core.get(field),
+                "cache-stats lacks {field}"
+            );
         }
         for field in ["size", "keys_count", "memory_usage"] {
             assert!(admin[field].is_u64(), "{field}: {admin}");
