@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use axum::Router;
+use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, get};
 use common::{Calls, TestServer, get_text, header, user_from_header};
 use http::HeaderMap;
@@ -1028,4 +1029,59 @@ async fn layer_keeps_the_custom_error_type_of_a_plain_tower_service() {
         .unwrap_err();
     assert_eq!(again.code, 503);
     assert_eq!(calls.count(), 6);
+}
+
+#[tokio::test]
+async fn an_anonymous_answer_on_a_private_route_is_no_store_for_browsers() {
+    let (cache, _clock) = mock_cache();
+    let app = Router::new()
+        .route(
+            "/me",
+            get(|| async { "logged out view" })
+                .layer(CachePolicy::private(Duration::from_secs(300))),
+        )
+        .layer(cache.layer());
+    let server = TestServer::start(app).await;
+    let anonymous = server.get("/me").send().await.unwrap();
+    assert_eq!(header(&anonymous, "cache-control"), "no-store");
+    let user = server.get_as("/me", "alice").send().await.unwrap();
+    assert_eq!(header(&user, "cache-control"), "private, max-age=300");
+}
+
+#[tokio::test]
+async fn a_fill_does_not_pass_the_clients_validators_to_the_service() {
+    let (cache, _clock) = mock_cache();
+    let calls = Calls::default();
+    let counted = calls.clone();
+    // A service that answers validators itself, as a file server does.
+    let app = Router::new()
+        .route(
+            "/file",
+            get(move |headers: HeaderMap| async move {
+                counted.hit();
+                if headers.get("if-none-match").is_some_and(|v| v == "\"v1\"") {
+                    return (http::StatusCode::NOT_MODIFIED, [(ETAG, "\"v1\"")], "")
+                        .into_response();
+                }
+                ([(ETAG, "\"v1\"")], "file body").into_response()
+            })
+            .layer(CachePolicy::public(Duration::from_secs(60))),
+        )
+        .layer(cache.layer());
+    let server = TestServer::start(app).await;
+    let first = server
+        .get("/file")
+        .header("if-none-match", "\"v1\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 304, "the cache answers the validator");
+    assert_eq!(
+        header(&first, "cache-status"),
+        "strata; fwd=uri-miss; stored"
+    );
+    let (second, body) = get_text(&server, "/file").await;
+    assert_eq!(header(&second, "cache-status"), "strata; hit");
+    assert_eq!(body, "file body");
+    assert_eq!(calls.count(), 1);
 }

@@ -23,9 +23,20 @@ use crate::store::DEFAULT_MEMORY_BYTES;
 /// assert_eq!(profiles.get("materials_list"), Duration::from_secs(1800));
 /// assert_eq!(profiles.get("no_such_profile"), Duration::from_secs(300));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct TtlProfiles(BTreeMap<String, u64>);
+
+/// A table read from a config file overrides the defaults it names and
+/// keeps the others, as `CACHE_TTL_*` variables do.
+impl<'de> Deserialize<'de> for TtlProfiles {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let given = BTreeMap::<String, u64>::deserialize(deserializer)?;
+        let mut profiles = Self::default();
+        profiles.0.extend(given);
+        Ok(profiles)
+    }
+}
 
 impl Default for TtlProfiles {
     fn default() -> Self {
@@ -285,6 +296,13 @@ mod tests {
         assert!(err.to_string().contains("REDIS_URL"), "{err}");
         let err = Config::from_lookup(lookup(&[("CACHE_MEMORY_BYTES", "lots")])).unwrap_err();
         assert!(err.to_string().contains("CACHE_MEMORY_BYTES"), "{err}");
+    }
+
+    #[test]
+    fn a_partial_ttl_table_keeps_the_other_defaults() {
+        let config: Config = serde_json::from_str(r#"{"ttl": {"reports": 120}}"#).unwrap();
+        assert_eq!(config.ttl.get("reports"), Duration::from_secs(120));
+        assert_eq!(config.ttl.get("materials_list"), Duration::from_secs(1800));
     }
 
     #[test]

@@ -753,12 +753,20 @@ where
         // Fetch the GET, store it, answer the HEAD without its body.
         parts.method = Method::GET;
     }
+    let request_headers = parts.headers.clone();
+    if matches!(mode, Mode::Fill(_)) {
+        // A fill fetches the whole representation for everyone: a 304 the
+        // service might answer to this client's validators could not be
+        // stored. The cache answers the validators itself afterwards.
+        parts.headers.remove(IF_NONE_MATCH);
+        parts.headers.remove(IF_MODIFIED_SINCE);
+    }
     let ctx = Ctx {
         primary,
         name: normalize_url(&parts.uri),
         user: user.get(shared, &parts).map(str::to_owned),
         head,
-        request_headers: parts.headers.clone(),
+        request_headers,
         generation,
         mode,
     };
@@ -929,7 +937,11 @@ where
         }
         let mut response = response.map(CacheBody::inner);
         let headers = response.headers_mut();
-        if !matches!(
+        if reason == "anonymous" {
+            // Made for nobody in particular on a per-user URL: a browser
+            // must not keep it and show it after its user logs in.
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        } else if !matches!(
             reason,
             "status" | "set-cookie" | "no-store" | "no-cache" | "private"
         ) {

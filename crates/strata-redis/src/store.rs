@@ -568,8 +568,8 @@ impl RedisStore {
         Ok(masters_of(&nodes).into_iter().map(Some).collect())
     }
 
-    /// Deletes every key matching `pattern`, walking with SCAN.
-    async fn scan_delete(&self, pattern: &str) -> Result<u64, Error> {
+    /// Deletes every key matching `pattern` (and `keep`), walking with SCAN.
+    async fn scan_delete(&self, pattern: &str, keep: impl Fn(&str) -> bool) -> Result<u64, Error> {
         let mut deleted = 0;
         for target in self.scan_targets().await? {
             let mut cursor: u64 = 0;
@@ -597,6 +597,7 @@ impl RedisStore {
                         }
                     })
                     .await?;
+                let keys: Vec<String> = keys.into_iter().filter(|key| keep(key)).collect();
                 deleted += self.delete_keys(&keys).await?;
                 cursor = next;
                 if cursor == 0 {
@@ -631,9 +632,21 @@ impl RedisStore {
             Invalidation::Prefix(name) => {
                 let http = format!("{}http:{}*", glob_escape(prefix), glob_escape(name));
                 let values = format!("{}{}*", glob_escape(prefix), glob_escape(name));
-                Ok(self.scan_delete(&http).await? + self.scan_delete(&values).await?)
+                // The value walk must not reach HTTP entries or index sets
+                // that merely start with the same letters (`"h"` would
+                // otherwise match every `http:` key), as the memory store,
+                // which matches names, would not.
+                let http_keys = format!("{prefix}http:");
+                let index_keys = format!("{prefix}~");
+                let is_value =
+                    |key: &str| !key.starts_with(&http_keys) && !key.starts_with(&index_keys);
+                Ok(self.scan_delete(&http, |_| true).await?
+                    + self.scan_delete(&values, is_value).await?)
             }
-            Invalidation::All => self.scan_delete(&format!("{}*", glob_escape(prefix))).await,
+            Invalidation::All => {
+                self.scan_delete(&format!("{}*", glob_escape(prefix)), |_| true)
+                    .await
+            }
             other => Err(Error::Store(format!(
                 "redis: unsupported invalidation {other:?}"
             ))),

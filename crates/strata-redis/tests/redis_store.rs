@@ -370,3 +370,41 @@ async fn cluster_spreads_keys_over_slots_and_invalidation_still_completes() {
         assert_eq!(node.command(&["DBSIZE"]).to_string().trim(), "0");
     }
 }
+
+#[tokio::test]
+async fn a_short_prefix_drops_values_but_never_http_entries_or_indexes() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = store(&server);
+    let page = response_entry("/api/page/", &["pages"], None);
+    store.put(Arc::new(page.clone())).await.unwrap();
+    let value = Entry {
+        key: format!("{PREFIX}hello"),
+        name: "hello".to_owned(),
+        user: None,
+        tags: Vec::new(),
+        stored_at: now(),
+        ttl: Duration::from_secs(60),
+        stale: Duration::ZERO,
+        kind: EntryKind::Value(Bytes::from_static(b"1")),
+    };
+    store.put(Arc::new(value.clone())).await.unwrap();
+    // "h" is the start of "hello" and of every "http:" key.
+    assert_eq!(
+        store
+            .invalidate(&Invalidation::Prefix("h".into()))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(store.get(&value.key).await.unwrap().is_none());
+    assert!(store.get(&page.key).await.unwrap().is_some());
+    assert_eq!(
+        store
+            .invalidate(&Invalidation::Tag("pages".into()))
+            .await
+            .unwrap(),
+        1
+    );
+}

@@ -35,7 +35,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Invalidation {
-    /// One full storage key.
+    /// One value: through [`CacheHandle::invalidate`](crate::CacheHandle::invalidate)
+    /// and the admin endpoint, the name given to `get_or_compute` (the
+    /// cache adds its prefix); a store receives the full storage key.
     Key(String),
     /// Every stored response under this URL's path: all query strings, all
     /// users, all variants, and the URL's variant rule.
