@@ -274,6 +274,23 @@ pub fn app(cache: &Cache, db: Db, admin_token: &str) -> Router {
 ///
 /// Panics when `admin_token` is empty.
 pub fn app_with_ttl(cache: &Cache, db: Db, admin_token: &str, ttl: TtlProfiles) -> Router {
+    routes(cache, db, admin_token, ttl, true)
+}
+
+/// The same routes as [`app`] with no caching: no cache layer, so every
+/// request reaches its handler (the policies the routes set are ignored).
+/// The admin endpoints and logout work on a memory cache that serves
+/// nothing. The load generator's baseline.
+///
+/// # Panics
+///
+/// Panics when `admin_token` is empty.
+pub fn app_uncached(db: Db, admin_token: &str) -> Router {
+    let unused = Cache::builder().user(user_of).build();
+    routes(&unused, db, admin_token, TtlProfiles::default(), false)
+}
+
+fn routes(cache: &Cache, db: Db, admin_token: &str, ttl: TtlProfiles, layered: bool) -> Router {
     let handle = cache.handle();
     let admin = strata_admin::router(handle.clone(), strata_admin::BearerToken::new(admin_token));
     let state = AppState {
@@ -327,8 +344,12 @@ pub fn app_with_ttl(cache: &Cache, db: Db, admin_token: &str, ttl: TtlProfiles) 
             // cached response of its own URL.
             post(logout).layer(Invalidates::none()),
         )
-        .with_state(state)
-        .layer(cache.layer());
+        .with_state(state);
+    let cached = if layered {
+        cached.layer(cache.layer())
+    } else {
+        cached
+    };
     // Added after the cache layer, so the cache never sees them.
     cached
         .route(
