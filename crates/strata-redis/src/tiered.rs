@@ -26,12 +26,19 @@
 //! L1 copies never outlive the L2 entry they came from: a promotion reads
 //! the entry's remaining Redis TTL in the same round trip and keeps the
 //! copy no longer.
+//!
+//! An invalidation Redis does not take (it was unreachable or stalled) is
+//! kept and replayed every 100 ms until Redis takes it, then published
+//! again. Until then this instance reads nothing from Redis, which may
+//! still hold what it names. Other instances can read such entries from
+//! Redis between Redis coming back and the replay (at most about 100 ms
+//! after Redis answers this instance again).
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -77,6 +84,11 @@ struct Inner {
     epoch: AtomicU64,
     listener: OnceLock<RemoteListener>,
     subscriber: OnceLock<JoinHandle<()>>,
+    /// Invalidations Redis did not take (it was unreachable): replayed by
+    /// a background task until it does. While any is pending, this
+    /// instance does not read Redis, which may still hold what they name.
+    pending: Mutex<Vec<Invalidation>>,
+    replayer: OnceLock<JoinHandle<()>>,
     l1_hits: AtomicU64,
     l1_misses: AtomicU64,
     received: AtomicU64,
@@ -85,7 +97,10 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(task) = self.subscriber.get() {
+        for task in [self.subscriber.get(), self.replayer.get()]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
         }
     }
@@ -129,6 +144,8 @@ impl TieredStore {
                 epoch: AtomicU64::new(0),
                 listener: OnceLock::new(),
                 subscriber: OnceLock::new(),
+                pending: Mutex::new(Vec::new()),
+                replayer: OnceLock::new(),
                 l1_hits: AtomicU64::new(0),
                 l1_misses: AtomicU64::new(0),
                 received: AtomicU64::new(0),
@@ -137,6 +154,8 @@ impl TieredStore {
         };
         let task = runtime.spawn(subscribe(Arc::downgrade(&store.inner)));
         let _ = store.inner.subscriber.set(task);
+        let task = runtime.spawn(replay(Arc::downgrade(&store.inner)));
+        let _ = store.inner.replayer.set(task);
         Ok(store)
     }
 
@@ -185,7 +204,28 @@ impl TieredStore {
     }
 }
 
+/// Pending invalidations beyond this many collapse into one clear-all.
+const MAX_PENDING: usize = 1024;
+
 impl Inner {
+    fn defer(&self, what: Invalidation) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.len() >= MAX_PENDING || what == Invalidation::All {
+            pending.clear();
+            pending.push(Invalidation::All);
+        } else if !pending.contains(&Invalidation::All) {
+            pending.push(what);
+        }
+    }
+
+    fn has_pending(&self) -> bool {
+        !self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
     fn set_trusted(&self, trusted: bool) {
         // Flush on both edges: entries filled while untrusted may have
         // missed invalidations, and so may entries from before a loss.
@@ -220,6 +260,38 @@ impl Inner {
             // After Redis, as in `invalidate`.
             self.epoch.fetch_add(1, Ordering::SeqCst);
             self.l1.invalidate_now(&message.what);
+        }
+    }
+}
+
+/// Replays invalidations Redis refused, oldest first, until it takes them;
+/// each one taken is published again, since other instances may have
+/// copied the entries it names while it was pending.
+async fn replay(inner: std::sync::Weak<Inner>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let next = strong
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .first()
+            .cloned();
+        let Some(what) = next else { continue };
+        if strong.l2.invalidate_entries(&what).await.is_err() {
+            continue;
+        }
+        strong.epoch.fetch_add(1, Ordering::SeqCst);
+        strong.l1.invalidate_now(&what);
+        let store = TieredStore {
+            inner: Arc::clone(&strong),
+        };
+        store.publish(&what).await;
+        let mut pending = strong.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if pending.first() == Some(&what) {
+            pending.remove(0);
         }
     }
 }
@@ -293,6 +365,10 @@ impl Store for TieredStore {
             }
             let epoch = self.inner.epoch.load(Ordering::SeqCst);
             let asked = Instant::now();
+            if self.inner.has_pending() {
+                // Redis may still hold what a failed invalidation names.
+                return Ok(None);
+            }
             let found = self.inner.l2.get_entry_with_ttl(key).await?;
             Ok(found.map(|(entry, remaining)| {
                 // Redis measured `remaining` (in whole milliseconds) at some
@@ -346,6 +422,9 @@ impl Store for TieredStore {
             self.inner.epoch.fetch_add(1, Ordering::SeqCst);
             let local = self.inner.l1.invalidate_now(what);
             self.publish(what).await;
+            if remote.is_err() {
+                self.inner.defer(what.clone());
+            }
             remote.map(|remote| remote.max(local))
         })
     }

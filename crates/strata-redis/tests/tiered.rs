@@ -666,3 +666,46 @@ async fn config_with_use_redis_cache_makes_a_tiered_store_and_without_a_memory_s
         );
     }
 }
+
+/// Redis stalls (its data intact, as in a network partition) while an
+/// instance invalidates: the invalidation is kept, the instance stops
+/// reading Redis, and once Redis answers the invalidation is replayed so
+/// no instance is served the old entry from Redis afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_redis_refused_is_replayed_once_it_answers() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let a = tiered(&server.url()).await;
+    let b = tiered(&server.url()).await;
+    let stale = entry("/api/stale/", &["stalled"], None);
+    a.put(Arc::new(stale.clone())).await.unwrap();
+    assert!(in_redis(&server, &stale.key));
+
+    // Writes (and scripts) stall for a second; reads still answer.
+    server.command(&["CLIENT", "PAUSE", "1000", "WRITE"]);
+    let refused = a.invalidate(&Invalidation::Tag("stalled".into())).await;
+    assert!(
+        refused.is_err(),
+        "the stalled invalidation must fail: {refused:?}"
+    );
+    assert!(in_redis(&server, &stale.key), "Redis still holds it");
+    // The instance that could not invalidate does not read Redis meanwhile.
+    assert!(a.get(&stale.key).await.unwrap().is_none());
+
+    // Once Redis takes writes again, the replay removes it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while in_redis(&server, &stale.key) {
+        assert!(
+            Instant::now() < deadline,
+            "the invalidation was never replayed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(b.get(&stale.key).await.unwrap().is_none());
+    assert!(a.get(&stale.key).await.unwrap().is_none());
+    // And the instance reads Redis again.
+    a.put(Arc::new(stale.clone())).await.unwrap();
+    a.memory().delete_entry(&stale.key);
+    assert!(a.get(&stale.key).await.unwrap().is_some());
+}
