@@ -18,7 +18,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{
@@ -194,7 +194,8 @@ enum Fwd {
 }
 
 enum Step {
-    Hit(Arc<Entry>),
+    /// A fresh stored response and its age (computed once, here).
+    Hit(Arc<Entry>, Duration),
     /// The primary key holds a rule; look up this variant key next.
     Variant(String),
     Miss {
@@ -244,10 +245,12 @@ fn step_at_primary(
         };
     };
     match &entry.kind {
-        EntryKind::Response(_) if entry.is_fresh(now) => Step::Hit(entry),
-        EntryKind::Response(_) => Step::Miss {
-            flight_key: primary.to_owned(),
-            fwd: Fwd::Stale,
+        EntryKind::Response(_) => match fresh_age(&entry, now) {
+            Some(age) => Step::Hit(entry, age),
+            None => Step::Miss {
+                flight_key: primary.to_owned(),
+                fwd: Fwd::Stale,
+            },
         },
         EntryKind::Variants(rule) if rule.pass => Step::Pass,
         EntryKind::Variants(rule) => {
@@ -269,12 +272,20 @@ fn step_at_primary(
     }
 }
 
+/// The entry's age at `now`, if it is still fresh.
+fn fresh_age(entry: &Entry, now: SystemTime) -> Option<Duration> {
+    let age = entry.age(now);
+    (age < entry.ttl).then_some(age)
+}
+
 fn step_at_variant(key: String, found: Option<Arc<Entry>>, now: SystemTime) -> Step {
     match found {
-        Some(entry) if entry.response().is_some() && entry.is_fresh(now) => Step::Hit(entry),
-        Some(entry) if entry.response().is_some() => Step::Miss {
-            flight_key: key,
-            fwd: Fwd::Stale,
+        Some(entry) if entry.response().is_some() => match fresh_age(&entry, now) {
+            Some(age) => Step::Hit(entry, age),
+            None => Step::Miss {
+                flight_key: key,
+                fwd: Fwd::Stale,
+            },
         },
         _ => Step::Miss {
             flight_key: key,
@@ -489,13 +500,13 @@ fn respond_from_entry<B>(
     entry: &Entry,
     request_headers: &HeaderMap,
     head: bool,
-    now: SystemTime,
+    age: Duration,
     served: Served,
 ) -> Response<CacheBody<B>> {
     let Some(stored) = entry.response() else {
         unreachable!("only response entries are served");
     };
-    let age = age_value(entry.age(now).as_secs());
+    let age = age_value(age.as_secs());
     let conditional = request_headers.contains_key(IF_NONE_MATCH)
         || request_headers.contains_key(IF_MODIFIED_SINCE);
     if conditional
@@ -547,12 +558,12 @@ fn fast_path<B>(shared: &Shared, parts: &Parts, primary: &str) -> Fast<B> {
     };
     let now = shared.clock.now();
     let mut user = LazyUser::default();
-    let entry = match step_at_primary(shared, primary, Some(found), parts, &mut user, now) {
-        Step::Hit(entry) => entry,
+    let (entry, age) = match step_at_primary(shared, primary, Some(found), parts, &mut user, now) {
+        Step::Hit(entry, age) => (entry, age),
         Step::Variant(key) => {
             let found = shared.store.get_local(&key);
             match step_at_variant(key, found, now) {
-                Step::Hit(entry) => entry,
+                Step::Hit(entry, age) => (entry, age),
                 _ => return Fast::Lookup,
             }
         }
@@ -568,7 +579,7 @@ fn fast_path<B>(shared: &Shared, parts: &Parts, primary: &str) -> Fast<B> {
         &entry,
         &parts.headers,
         head,
-        now,
+        age,
         Served::Hit,
     ))
 }
@@ -620,7 +631,7 @@ where
             step = step_at_variant(key, found, now);
         }
         let (flight_key, fwd) = match step {
-            Step::Hit(entry) => {
+            Step::Hit(entry, age) => {
                 bump(&shared.stats.hits);
                 record_decision("hit", "store");
                 let served = Served::Hit;
@@ -629,7 +640,7 @@ where
                     &entry,
                     &parts.headers,
                     head,
-                    now,
+                    age,
                     served,
                 ));
             }
@@ -654,15 +665,15 @@ where
                     bump(&shared.stats.coalesced);
                     bump(&shared.stats.hits);
                     record_decision("collapsed", "flight");
-                    let now = shared.clock.now();
-                    let served = Served::Collapsed(fwd);
                     let entry = &filled.entry;
+                    let age = entry.age(shared.clock.now());
+                    let served = Served::Collapsed(fwd);
                     return Ok(respond_from_entry(
                         &shared,
                         entry,
                         &parts.headers,
                         head,
-                        now,
+                        age,
                         served,
                     ));
                 }
@@ -858,7 +869,7 @@ fn rule_entry(
         tags: Vec::new(),
         stored_at: shared.clock.now(),
         ttl,
-        stale: std::time::Duration::ZERO,
+        stale: Duration::ZERO,
         kind: EntryKind::Variants(rule),
     })
 }
@@ -1033,7 +1044,7 @@ where
         tags: policy.tag_list().to_vec(),
         stored_at: now,
         ttl: policy.ttl(),
-        stale: std::time::Duration::ZERO,
+        stale: Duration::ZERO,
         kind: EntryKind::Response(CachedResponse::new(
             head_parts.status,
             headers,
@@ -1058,8 +1069,14 @@ where
         // right, but the cache does not hold it.
         Served::Fetched(fwd)
     };
-    let mut response =
-        respond_from_entry(shared, &entry, &ctx.request_headers, ctx.head, now, served);
+    let mut response = respond_from_entry(
+        shared,
+        &entry,
+        &ctx.request_headers,
+        ctx.head,
+        Duration::ZERO,
+        served,
+    );
     for cookie in cookies {
         response.headers_mut().append(SET_COOKIE, cookie);
     }
