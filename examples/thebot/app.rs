@@ -440,6 +440,12 @@ fn title_of(body: &[u8]) -> Result<String, ApiError> {
     Ok(title.to_owned())
 }
 
+/// The tags of a material's detail, which an update of it invalidates:
+/// one list for both, so they cannot drift apart.
+fn material_tags(id: u64) -> [String; 2] {
+    ["materials".to_owned(), format!("material:{id}")]
+}
+
 async fn list_materials(State(state): State<AppState>) -> Json<Value> {
     let materials = state.db.materials().await;
     Json(json!({ "count": materials.len(), "materials": materials }))
@@ -465,8 +471,7 @@ async fn material_detail(
         .material(id)
         .await
         .ok_or_else(ApiError::no_material)?;
-    let policy = CachePolicy::public(state.ttl.get("material_detail"))
-        .tags(["materials".to_owned(), format!("material:{id}")]);
+    let policy = CachePolicy::public(state.ttl.get("material_detail")).tags(material_tags(id));
     Ok((Extension(policy), Json(material)))
 }
 
@@ -483,7 +488,7 @@ async fn update_material(
         .await
         .ok_or_else(ApiError::no_material)?;
     // The list and this material's detail show the title.
-    let stale = Invalidates::tags(["materials".to_owned(), format!("material:{id}")]);
+    let stale = Invalidates::tags(material_tags(id));
     Ok((Extension(stale), Json(material)))
 }
 
