@@ -30,7 +30,7 @@
 //! | `GET /api/materials/` | public 30 min, tag `materials` |
 //! | `POST /api/materials/` `{"title": ..}` | invalidates `materials` |
 //! | `GET /api/materials/{id}/` | public 1 h, tags `materials`, `material:{id}`; 404 for unknown ids, not stored |
-//! | `PUT /api/materials/{id}/` `{"title": ..}` | invalidates `materials`, `material:{id}` |
+//! | `PUT /api/materials/{id}/` `{"title": ..}` | invalidates the list (its URL) and `material:{id}`; the other details stay cached |
 //! | `GET /api/assignments/` / `POST` | public 5 min, tag `assignments` / invalidates it |
 //! | `GET /api/reports/` | private 5 min (401 without a user) |
 //! | `GET /api/analytics/` | public 30 min |

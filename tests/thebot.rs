@@ -358,10 +358,13 @@ async fn an_update_shows_its_new_title_in_the_list_and_the_detail() {
     assert_eq!(detail.json()["title"], "Decimals, revised");
     let list = demo.miss_then_hit("/api/materials/", None).await;
     assert_eq!(list.json()["materials"][2]["title"], "Decimals, revised");
-    // The materials tag covers every detail too, so material 4 is refilled
-    // (with the same data).
-    let four = demo.miss_then_hit("/api/materials/4/", None).await;
+    // Only the list and material 3 were dropped: material 4 is still a hit,
+    // with no query.
+    let before = demo.db.queries();
+    let four = demo.get("/api/materials/4/").await;
+    assert_eq!(four.cache_status, HIT);
     assert_eq!(four.body, untouched.body);
+    assert_eq!(demo.db.queries(), before);
 }
 
 #[tokio::test]

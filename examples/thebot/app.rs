@@ -31,6 +31,9 @@ use strata::{Cache, CacheHandle, CachePolicy, Config, Invalidates, TtlProfiles};
 /// How many materials the database starts with.
 pub const SEED_MATERIALS: usize = 20;
 
+/// The materials list's path, which an update of any material invalidates.
+const MATERIALS_LIST: &str = "/api/materials/";
+
 const MATERIAL_TITLES: [&str; SEED_MATERIALS] = [
     "Numbers and counting",
     "Fractions",
@@ -301,7 +304,7 @@ fn routes(cache: &Cache, db: Db, admin_token: &str, ttl: TtlProfiles, layered: b
     let ttl = Arc::clone(&state.ttl);
     let cached = Router::new()
         .route(
-            "/api/materials/",
+            MATERIALS_LIST,
             get(list_materials)
                 .layer(CachePolicy::public(ttl.get("materials_list")).tag("materials"))
                 .merge(post(create_material).layer(Invalidates::tags(["materials"]))),
@@ -440,10 +443,17 @@ fn title_of(body: &[u8]) -> Result<String, ApiError> {
     Ok(title.to_owned())
 }
 
-/// The tags of a material's detail, which an update of it invalidates:
-/// one list for both, so they cannot drift apart.
+/// The tags of a material's detail: `materials`, which every material's
+/// data carries (an admin's purge of that tag drops them all), and
+/// `material:{id}`, which only this one carries.
 fn material_tags(id: u64) -> [String; 2] {
-    ["materials".to_owned(), format!("material:{id}")]
+    ["materials".to_owned(), material_tag(id)]
+}
+
+/// The tag only material `id`'s detail carries: what an update of it
+/// invalidates, beside the list.
+fn material_tag(id: u64) -> String {
+    format!("material:{id}")
 }
 
 async fn list_materials(State(state): State<AppState>) -> Json<Value> {
@@ -487,8 +497,10 @@ async fn update_material(
         .update_material(id, title)
         .await
         .ok_or_else(ApiError::no_material)?;
-    // The list and this material's detail show the title.
-    let stale = Invalidates::tags(material_tags(id));
+    // The list and this material's detail show the title, and nothing
+    // else does: the other details stay cached. (Invalidating the shared
+    // `materials` tag would drop every detail with them.)
+    let stale = Invalidates::tags([material_tag(id)]).url(MATERIALS_LIST);
     Ok((Extension(stale), Json(material)))
 }
 
