@@ -1,12 +1,14 @@
 //! What a store holds: a response, a URL's variant rule, or a computed value.
 
+use std::mem::size_of;
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{AGE, CONTENT_LENGTH, ETAG};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use crate::conditional::{NOT_MODIFIED_HEADERS, copy_not_modified_headers};
+use crate::conditional::copy_not_modified_headers;
 use crate::service::CACHE_STATUS;
 
 /// One stored item with the metadata every layer needs to expire and
@@ -52,44 +54,70 @@ pub enum EntryKind {
 /// A stored response. Its headers are final: they already carry `ETag`,
 /// `Last-Modified`, `Cache-Control` and `Content-Length`, plus `Age` and
 /// `Cache-Status` slots that a hit overwrites in place. What a hit needs
-/// besides (the ETag, the headers of a 304) is derived once, here, when
-/// the response is stored or decoded, never per request.
-#[derive(Debug, Clone, PartialEq)]
+/// besides is derived once, never per request: the ETag when the response
+/// is stored or decoded, the headers of a 304 when it first answers one
+/// (most entries never do, and the map would cost them some 600 bytes).
+#[derive(Debug, Clone)]
 pub struct CachedResponse {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
     last_modified: SystemTime,
     etag: Option<HeaderValue>,
-    not_modified: HeaderMap,
+    /// Boxed: an empty `OnceLock<HeaderMap>` would make every entry some
+    /// 90 bytes larger.
+    not_modified: OnceLock<Box<HeaderMap>>,
+}
+
+impl PartialEq for CachedResponse {
+    fn eq(&self, other: &Self) -> bool {
+        // The 304 headers follow from the others, built or not.
+        self.status == other.status
+            && self.headers == other.headers
+            && self.body == other.body
+            && self.last_modified == other.last_modified
+            && self.etag == other.etag
+    }
 }
 
 impl CachedResponse {
     /// A stored response from its parts.
+    ///
+    /// The headers are kept in a copy of their exact size: a response's
+    /// map has usually grown by doubling, and each spare slot costs about
+    /// 100 bytes for as long as the entry lives.
     pub fn new(
         status: StatusCode,
         headers: HeaderMap,
         body: Bytes,
         last_modified: SystemTime,
     ) -> Self {
+        let headers = exact_copy(headers);
         let etag = headers.get(ETAG).cloned();
-        let mut not_modified = HeaderMap::with_capacity(NOT_MODIFIED_HEADERS.len() + 2);
-        copy_not_modified_headers(&headers, &mut not_modified);
-        // Content-Length of the 200 is allowed on a 304 (RFC 9110 §8.6), and
-        // without it a server would add `content-length: 0`, which is not.
-        for slot in [CONTENT_LENGTH, AGE, CACHE_STATUS] {
-            if let Some(value) = headers.get(&slot) {
-                not_modified.insert(slot, value.clone());
-            }
-        }
         Self {
             status,
             headers,
             body,
             last_modified,
             etag,
-            not_modified,
+            not_modified: OnceLock::new(),
         }
+    }
+
+    /// The heap bytes its header maps, header values and body occupy.
+    fn heap_size(&self) -> usize {
+        // The 304 headers are left out: built at the first 304, after the
+        // store has weighed the entry, and a size that changed with them
+        // would no longer match that weight. Their values are clones of
+        // the 200's (the same `Bytes`); the map adds `HEADER_SLOT` per
+        // header, some 600 bytes, to an entry that answered a 304.
+        header_map_heap(&self.headers)
+            + self
+                .headers
+                .values()
+                .map(|value| value.len() + cost::VALUE)
+                .sum::<usize>()
+            + cost::heap(self.body.len())
     }
 
     /// The status code.
@@ -118,9 +146,21 @@ impl CachedResponse {
     }
 
     /// The headers of a 304 for this response (RFC 9110 §15.4.5), with
-    /// the same `Age` and `Cache-Status` slots.
+    /// the same `Age` and `Cache-Status` slots; built on the first call.
     pub fn not_modified_headers(&self) -> &HeaderMap {
-        &self.not_modified
+        self.not_modified.get_or_init(|| {
+            let mut not_modified = HeaderMap::new();
+            copy_not_modified_headers(&self.headers, &mut not_modified);
+            // Content-Length of the 200 is allowed on a 304 (RFC 9110
+            // §8.6), and without it a server would add `content-length: 0`,
+            // which is not.
+            for slot in [CONTENT_LENGTH, AGE, CACHE_STATUS] {
+                if let Some(value) = self.headers.get(&slot) {
+                    not_modified.insert(slot, value.clone());
+                }
+            }
+            Box::new(exact_copy(not_modified))
+        })
     }
 }
 
@@ -161,28 +201,273 @@ impl Entry {
         }
     }
 
-    /// The bytes this entry occupies, as memory capacity counts them: key,
-    /// name, user, tags, headers and body, plus a fixed overhead for the
-    /// structures around them.
+    /// The bytes this entry costs in the memory store, which is what
+    /// [`MemoryStore`](crate::MemoryStore)'s capacity and `bytes` figure
+    /// count: its own allocations (the entry, key, name, user, tags, header
+    /// maps at their real slot size, header values, body), as the allocator
+    /// rounds them, plus the store's bookkeeping for one entry (moka's
+    /// per-entry structures, the shared key and the invalidation index).
+    /// An estimate from known sizes, checked against process RSS by the
+    /// memory bench (`benches/compare/benches/memory.rs`).
     pub fn size(&self) -> usize {
-        const OVERHEAD: usize = 160;
-        let meta = self.key.len()
-            + self.name.len()
-            + self.user.as_ref().map_or(0, String::len)
-            + self.tags.iter().map(String::len).sum::<usize>();
+        let strings = cost::heap(self.name.len())
+            + self.user.as_ref().map_or(0, |user| cost::heap(user.len()))
+            + cost::heap(self.tags.capacity() * size_of::<String>())
+            + self
+                .tags
+                .iter()
+                .map(|tag| cost::heap(tag.len()))
+                .sum::<usize>();
         let payload = match &self.kind {
-            EntryKind::Response(response) => {
-                response.body.len()
-                    + response
-                        .headers
+            EntryKind::Response(response) => response.heap_size(),
+            EntryKind::Variants(rule) => {
+                cost::heap(rule.vary.capacity() * size_of::<HeaderName>())
+                    + rule
+                        .vary
                         .iter()
-                        .chain(response.not_modified.iter())
-                        .map(|(name, value)| name.as_str().len() + value.len() + 16)
+                        .map(|name| name.as_str().len())
                         .sum::<usize>()
             }
-            EntryKind::Variants(rule) => rule.vary.iter().map(|h| h.as_str().len()).sum(),
-            EntryKind::Value(value) => value.len(),
+            EntryKind::Value(value) => cost::heap(value.len()),
         };
-        OVERHEAD + meta + payload
+        let labels = self.tags.len() + usize::from(self.user.is_some()) + 1;
+        cost::heap(cost::ARC_HEADER + size_of::<Self>())
+            + cost::heap(cost::ARC_HEADER + self.key.len())
+            + strings
+            + payload
+            + cost::STORE_ENTRY
+            + labels * cost::INDEX_LABEL
+    }
+}
+
+/// A copy of `headers` that takes no more room than it needs: cloning a
+/// `HeaderMap` allocates its entries at their exact count, where a map
+/// that grew by inserts keeps up to a third of its slots spare (axum's
+/// response maps: 12 slots of about 100 bytes for 7 headers).
+fn exact_copy(headers: HeaderMap) -> HeaderMap {
+    let exact = headers.clone();
+    drop(headers);
+    exact
+}
+
+/// The heap bytes of a header map whose entries are exactly as many as its
+/// names (as [`exact_copy`] makes them): the index table, the entries and
+/// the extra values of repeated names.
+fn header_map_heap(headers: &HeaderMap) -> usize {
+    // `capacity()` is 3/4 of the index table's length (a power of two).
+    let indices = headers.capacity() + headers.capacity() / 3;
+    let extra = headers.len() - headers.keys_len();
+    cost::heap(indices * cost::HEADER_INDEX)
+        + cost::heap(headers.keys_len() * cost::HEADER_SLOT)
+        + cost::heap(extra * cost::HEADER_EXTRA)
+}
+
+/// The sizes [`Entry::size`] adds up. Those of `http`'s private types are
+/// rebuilt from their fields' public types; the store's bookkeeping was
+/// measured (see each constant).
+mod cost {
+    use std::mem::{align_of, size_of};
+
+    use http::{HeaderName, HeaderValue};
+
+    /// The strong and weak counts in front of an `Arc`'s value.
+    pub(super) const ARC_HEADER: usize = 2 * size_of::<usize>();
+
+    /// One slot of a `HeaderMap`'s index table: `Pos { index: u16, hash: u16 }`.
+    pub(super) const HEADER_INDEX: usize = 2 * size_of::<u16>();
+
+    /// One entry of a `HeaderMap` (http 1.x `Bucket`): a 16-bit hash, the
+    /// name, the value and `Option<Links { next: usize, tail: usize }>`,
+    /// padded to the alignment of `usize`. 104 bytes on 64-bit targets.
+    pub(super) const HEADER_SLOT: usize = round_up(
+        size_of::<u16>()
+            + size_of::<HeaderName>()
+            + size_of::<HeaderValue>()
+            + size_of::<Option<[usize; 2]>>(),
+        align_of::<usize>(),
+    );
+
+    /// One extra value of a repeated header name (http 1.x `ExtraValue`):
+    /// the value and two links, each an enum over an index. 72 bytes on
+    /// 64-bit targets.
+    pub(super) const HEADER_EXTRA: usize =
+        size_of::<HeaderValue>() + 2 * size_of::<Result<usize, usize>>();
+
+    /// What a header value costs besides its bytes: the allocator's
+    /// rounding of a small buffer, and the shared-count block `Bytes` adds
+    /// once a value is cloned. Static values (`Age: 0`, `Cache-Status`)
+    /// cost nothing and values of one allocation share it, so this is an
+    /// average over a stored response's usual headers, not a bound.
+    pub(super) const VALUE: usize = 16;
+
+    /// moka's bookkeeping for one entry of the memory store: the hash
+    /// table bucket and its share of the bucket array, the `Arc` around
+    /// the key, the value entry and its entry info (atomics for weight,
+    /// access and expiry times), the nodes of the access, write and
+    /// timer-wheel queues that per-entry expiry needs, and the frequency
+    /// sketch.
+    ///
+    /// Measured with `cargo bench -p strata-compare --bench memory`
+    /// (100,000 entries, glibc 2.36 malloc, x86_64): RSS growth per entry
+    /// less everything else `Entry::size` counts (with this constant and
+    /// [`INDEX_LABEL`] at zero) was 464 B in the `query` case (one label,
+    /// shared by every entry), 522 B in `untagged` (one label of its own)
+    /// and 731 B in `tagged` (two of its own, one shared). 420 + 90 per
+    /// label gives 510, 510 and 690.
+    pub(super) const STORE_ENTRY: usize = 420;
+
+    /// The invalidation index's cost for one label of an entry (its path,
+    /// user and each tag), measured with [`STORE_ENTRY`]: a label shared
+    /// by many entries costs a slot in its key set (about 40 bytes), one of
+    /// its own an index slot and a copy of the label (about 120 bytes);
+    /// 90 is between the two, as labels of both kinds are common.
+    pub(super) const INDEX_LABEL: usize = 90;
+
+    /// What the allocator takes for a request of `n` bytes: glibc's
+    /// malloc adds an 8-byte header and rounds up to 16, 32 at least.
+    /// Nothing for `n == 0`, which does not allocate.
+    pub(super) const fn heap(n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            let chunk = round_up(n + size_of::<usize>(), 16);
+            if chunk < 32 { 32 } else { chunk }
+        }
+    }
+
+    const fn round_up(n: usize, to: usize) -> usize {
+        n.div_ceil(to) * to
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::header::{CACHE_CONTROL, CONTENT_TYPE, LAST_MODIFIED, VARY};
+
+    /// A response as the layer stores it for an axum handler: seven
+    /// headers, two of them static.
+    fn stored_headers(capacity: usize) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(capacity);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=3600"),
+        );
+        headers.insert(
+            ETAG,
+            HeaderValue::from_static("\"0123456789abcdef0123456789abcdef\""),
+        );
+        headers.insert(
+            LAST_MODIFIED,
+            HeaderValue::from_static("Thu, 01 Jan 2026 00:00:00 GMT"),
+        );
+        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("2048"));
+        headers.insert(AGE, HeaderValue::from_static("0"));
+        headers.insert(CACHE_STATUS, HeaderValue::from_static("strata; hit"));
+        headers
+    }
+
+    fn entry(headers: HeaderMap) -> Entry {
+        Entry {
+            key: "bench:memory:/api/items/12345/".to_owned(),
+            name: "/api/items/12345/".to_owned(),
+            user: None,
+            tags: vec!["items".to_owned(), "item:12345".to_owned()],
+            stored_at: SystemTime::UNIX_EPOCH,
+            ttl: Duration::from_secs(3600),
+            stale: Duration::ZERO,
+            kind: EntryKind::Response(CachedResponse::new(
+                StatusCode::OK,
+                headers,
+                Bytes::from(vec![b'x'; 2048]),
+                SystemTime::UNIX_EPOCH,
+            )),
+        }
+    }
+
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn header_slots_and_allocations_have_their_known_sizes() {
+        // http 1.x `Bucket<HeaderValue>`: u16 hash, 32-byte name, 40-byte
+        // value, 24-byte `Option<Links>`, padded: the ~104 B per slot that
+        // heaptrack showed.
+        assert_eq!(size_of::<HeaderName>(), 32);
+        assert_eq!(size_of::<HeaderValue>(), 40);
+        assert_eq!(cost::HEADER_SLOT, 104);
+        assert_eq!(cost::HEADER_EXTRA, 72);
+        // glibc: 8 bytes of header, rounded up to 16, 32 at least.
+        let chunks = [0, 1, 24, 25, 40, 41, 2048].map(cost::heap);
+        assert_eq!(chunks, [0, 32, 32, 48, 48, 64, 2064]);
+    }
+
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn a_typical_response_is_counted_at_what_it_allocates() {
+        let entry = entry(stored_headers(0));
+        let response = entry.response().unwrap();
+        // Seven headers need a 16-slot index table (12 usable).
+        assert_eq!(response.headers().capacity(), 12);
+        let entry_alloc = cost::heap(16 + size_of::<Entry>());
+        let expected = entry_alloc
+            + 64 // key: Arc<str> of 16 + 30 bytes
+            + 32 // name
+            + 64 + 32 + 32 // the tag Vec (2 × 24 bytes) and the two tags
+            + 80 // index table: 16 × 4 bytes
+            + 736 // seven 104-byte slots, exactly: not 12 (the map's 3/4)
+            + (16 + 20 + 34 + 29 + 4 + 1 + 11) + 7 * 16 // the values
+            + 2064 // the body
+            + 420 + 3 * 90; // moka's bookkeeping and three labels
+        assert_eq!(entry.size(), expected);
+    }
+
+    #[test]
+    fn spare_room_in_a_handlers_header_map_is_not_kept() {
+        // A map made with room for 100 headers: its entries are copied at
+        // their count, so only the index table (which a clone keeps) costs
+        // more than in a map grown from empty.
+        let roomy = entry(stored_headers(100));
+        let snug = entry(stored_headers(0));
+        let roomy_indices = cost::heap(256 * cost::HEADER_INDEX);
+        let snug_indices = cost::heap(16 * cost::HEADER_INDEX);
+        assert_eq!(roomy.size() - snug.size(), roomy_indices - snug_indices);
+    }
+
+    #[test]
+    fn the_304_headers_are_built_once_and_do_not_change_the_size() {
+        let entry = entry(stored_headers(0));
+        let size = entry.size();
+        let response = entry.response().unwrap();
+        let not_modified = response.not_modified_headers();
+        let names: Vec<&str> = not_modified.keys().map(HeaderName::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "cache-control",
+                "etag",
+                "content-length",
+                "age",
+                "cache-status"
+            ]
+        );
+        assert!(std::ptr::eq(not_modified, response.not_modified_headers()));
+        // The store weighed the entry before; its size stays that weight.
+        assert_eq!(entry.size(), size);
+        assert_eq!(entry.clone(), entry);
+    }
+
+    #[test]
+    fn repeated_header_values_are_counted() {
+        let mut headers = stored_headers(0);
+        let single = entry(headers.clone()).size();
+        headers.append(VARY, HeaderValue::from_static("accept"));
+        headers.append(VARY, HeaderValue::from_static("accept-language"));
+        // One more slot, one extra value, and the two values' bytes.
+        let expected = single
+            + (cost::heap(8 * cost::HEADER_SLOT) - cost::heap(7 * cost::HEADER_SLOT))
+            + cost::heap(cost::HEADER_EXTRA)
+            + (6 + cost::VALUE)
+            + (15 + cost::VALUE);
+        assert_eq!(entry(headers).size(), expected);
     }
 }

@@ -997,22 +997,27 @@ where
         Vec::new()
     };
     headers.insert(CACHE_CONTROL, policy.cache_control().clone());
-    if !headers.contains_key(ETAG) {
-        headers.insert(ETAG, etag_for(&body));
-    }
-    let last_modified = match headers
+    let etag = (!headers.contains_key(ETAG)).then(|| etag_for(&body));
+    let stored_last_modified = headers
         .get(LAST_MODIFIED)
-        .and_then(conditional::parse_http_date)
-    {
-        Some(time) => time,
-        None => {
-            headers.insert(LAST_MODIFIED, http_date(now));
-            now
+        .and_then(conditional::parse_http_date);
+    let last_modified = stored_last_modified.unwrap_or(now);
+    let date = stored_last_modified.is_none().then(|| http_date(now));
+    // Stored so that HEAD answers carry the GET's length.
+    let length = (head_parts.status != StatusCode::NO_CONTENT).then(|| body.len().to_string());
+    let [etag, date, length] = packed_values([
+        etag.as_ref().map(HeaderValue::as_bytes),
+        date.as_ref().map(HeaderValue::as_bytes),
+        length.as_ref().map(String::as_bytes),
+    ]);
+    for (name, value) in [
+        (ETAG, etag),
+        (LAST_MODIFIED, date),
+        (CONTENT_LENGTH, length),
+    ] {
+        if let Some(value) = value {
+            headers.insert(name, value);
         }
-    };
-    if head_parts.status != StatusCode::NO_CONTENT {
-        // Stored so that HEAD answers carry the GET's length.
-        headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
     }
     for name in policy.vary_headers() {
         if !header_has_token(&headers, &VARY, name.as_str()) {
@@ -1081,6 +1086,26 @@ where
         response.headers_mut().append(SET_COOKIE, cookie);
     }
     (response, Some(Arc::new(Filled { entry, rule })))
+}
+
+/// Header values copied into one buffer that they share: a stored
+/// response's ETag, `Last-Modified` and `Content-Length` then cost one
+/// allocation (and one shared count) for as long as the entry lives,
+/// instead of one or two each.
+fn packed_values<const N: usize>(values: [Option<&[u8]>; N]) -> [Option<HeaderValue>; N] {
+    let total = values.iter().flatten().map(|value| value.len()).sum();
+    let mut packed = BytesMut::with_capacity(total);
+    for value in values.iter().flatten() {
+        packed.extend_from_slice(value);
+    }
+    let packed = packed.freeze();
+    let mut at = 0;
+    values.map(|value| {
+        let value = value?;
+        let slice = packed.slice(at..at + value.len());
+        at += value.len();
+        Some(HeaderValue::from_maybe_shared(slice).expect("copied from valid header values"))
+    })
 }
 
 /// `no-cache`: never stored, but validated. The body is read (when its

@@ -18,12 +18,22 @@ use crate::key::path_of;
 /// The default byte capacity of a [`MemoryStore`]: 256 MiB.
 pub const DEFAULT_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
 
+/// How many housekeeping rounds [`Invalidation::All`] runs at most while
+/// moka removes what it dropped: some 15,000 entries a round, so about
+/// 9 million entries, or a minute.
+const MAX_CLEAR_ROUNDS: usize = 600;
+
 /// An in-process store on [moka](https://docs.rs/moka): bounded in bytes,
 /// per-entry TTL, and indexes for invalidation by tag, user and URL.
 ///
 /// Things worth knowing:
-/// - capacity counts [`Entry::size`], which includes keys, headers and
-///   metadata, not only bodies;
+/// - capacity counts [`Entry::size`]: what an entry really costs in
+///   process memory (body, header maps, keys, metadata, and the store's
+///   own bookkeeping, about 2 KiB beside a body of 2 KiB), so a store of
+///   256 MiB holds about 256 MiB of RSS, not 256 MiB of bodies;
+/// - [`Invalidation::All`] returns once moka has dropped every entry (it
+///   may take a few rounds of moka's housekeeping, about 100 ms for
+///   15,000 entries each), so the memory is free and `entries` reads 0;
 /// - moka evicts in the background, so for a moment after an insert the
 ///   store may hold a little more than its capacity; evictions and
 ///   expirations are counted when moka reports them;
@@ -45,7 +55,9 @@ pub struct MemoryStore {
 
 #[derive(Debug)]
 struct Inner {
-    cache: Cache<String, Slot, foldhash::fast::RandomState>,
+    /// Keyed by `Arc<str>`: the index shares each key instead of copying it
+    /// once per label, and a lookup by `&str` hashes the same bytes as before.
+    cache: Cache<Arc<str>, Slot, foldhash::fast::RandomState>,
     index: Arc<Mutex<Index>>,
     counters: Arc<Counters>,
     next_id: AtomicU64,
@@ -72,25 +84,129 @@ struct Counters {
     expirations: AtomicU64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// What an entry can be invalidated by, besides its key.
+#[derive(Debug, Clone, Copy)]
 enum Label {
-    Tag(String),
-    User(String),
-    Path(String),
+    Tag,
+    User,
+    Path,
 }
 
-/// label -> (key -> id of the insert that registered it)
-type Index = HashMap<Label, HashMap<String, u64>>;
+/// label -> the keys that carry it, each with the id of the insert that
+/// registered it; one map per kind of label, so that a lookup takes the
+/// label as `&str` and allocates nothing.
+#[derive(Debug, Default)]
+struct Index {
+    tags: HashMap<String, Keys>,
+    users: HashMap<String, Keys>,
+    paths: HashMap<String, Keys>,
+}
 
-fn labels(entry: &Entry) -> impl Iterator<Item = Label> + '_ {
+impl Index {
+    fn labels_mut(&mut self, label: Label) -> &mut HashMap<String, Keys> {
+        match label {
+            Label::Tag => &mut self.tags,
+            Label::User => &mut self.users,
+            Label::Path => &mut self.paths,
+        }
+    }
+
+    fn register(&mut self, label: Label, name: &str, key: &Arc<str>, id: u64) {
+        let labels = self.labels_mut(label);
+        match labels.get_mut(name) {
+            Some(keys) => keys.insert(key, id),
+            None => {
+                labels.insert(name.to_owned(), Keys::One(Arc::clone(key), id));
+            }
+        }
+    }
+
+    /// Removes `key` from `name`, unless a later insert (not `id`)
+    /// registered it again.
+    fn unregister(&mut self, label: Label, name: &str, key: &str, id: u64) {
+        let labels = self.labels_mut(label);
+        if labels
+            .get_mut(name)
+            .is_some_and(|keys| keys.remove(key, id))
+        {
+            labels.remove(name);
+        }
+    }
+
+    fn take(&mut self, label: Label, name: &str) -> Option<Keys> {
+        self.labels_mut(label).remove(name)
+    }
+
+    fn len(&self) -> usize {
+        [&self.tags, &self.users, &self.paths]
+            .iter()
+            .flat_map(|labels| labels.values())
+            .map(Keys::len)
+            .sum()
+    }
+}
+
+/// The keys that carry one label. Most labels (a path, an item's own tag)
+/// name one key, which needs no set of its own.
+#[derive(Debug)]
+enum Keys {
+    One(Arc<str>, u64),
+    #[allow(
+        clippy::box_collection,
+        reason = "boxed, the set does not make every label's slot 16 bytes larger"
+    )]
+    Many(Box<HashMap<Arc<str>, u64>>),
+}
+
+impl Keys {
+    fn insert(&mut self, key: &Arc<str>, id: u64) {
+        match self {
+            Keys::One(one, one_id) if **one == **key => *one_id = id,
+            Keys::One(one, one_id) => {
+                let set = HashMap::from([(Arc::clone(one), *one_id), (Arc::clone(key), id)]);
+                *self = Keys::Many(Box::new(set));
+            }
+            Keys::Many(set) => {
+                set.insert(Arc::clone(key), id);
+            }
+        }
+    }
+
+    /// Removes `key` if `id` registered it; `true` if no key is left.
+    fn remove(&mut self, key: &str, id: u64) -> bool {
+        match self {
+            Keys::One(one, one_id) => **one == *key && *one_id == id,
+            Keys::Many(set) => {
+                if set.get(key) == Some(&id) {
+                    set.remove(key);
+                }
+                set.is_empty()
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Keys::One(..) => 1,
+            Keys::Many(set) => set.len(),
+        }
+    }
+
+    fn into_vec(self) -> Vec<Arc<str>> {
+        match self {
+            Keys::One(key, _) => vec![key],
+            Keys::Many(set) => set.into_keys().collect(),
+        }
+    }
+}
+
+fn labels(entry: &Entry) -> impl Iterator<Item = (Label, &str)> + '_ {
     entry
         .tags
         .iter()
-        .map(|tag| Label::Tag(tag.clone()))
-        .chain(entry.user.iter().map(|user| Label::User(user.clone())))
-        .chain(std::iter::once(Label::Path(
-            path_of(&entry.name).to_owned(),
-        )))
+        .map(|tag| (Label::Tag, tag.as_str()))
+        .chain(entry.user.iter().map(|user| (Label::User, user.as_str())))
+        .chain(std::iter::once((Label::Path, path_of(&entry.name))))
 }
 
 fn lock(index: &Mutex<Index>) -> MutexGuard<'_, Index> {
@@ -103,14 +219,14 @@ fn lock(index: &Mutex<Index>) -> MutexGuard<'_, Index> {
 
 struct RetentionExpiry;
 
-impl Expiry<String, Slot> for RetentionExpiry {
-    fn expire_after_create(&self, _key: &String, slot: &Slot, _now: Instant) -> Option<Duration> {
+impl Expiry<Arc<str>, Slot> for RetentionExpiry {
+    fn expire_after_create(&self, _key: &Arc<str>, slot: &Slot, _now: Instant) -> Option<Duration> {
         Some(slot.keep)
     }
 
     fn expire_after_update(
         &self,
-        _key: &String,
+        _key: &Arc<str>,
         slot: &Slot,
         _now: Instant,
         _remaining: Option<Duration>,
@@ -140,11 +256,11 @@ impl MemoryStoreBuilder {
         let listener_counters = Arc::clone(&counters);
         let cache = Cache::builder()
             .max_capacity(self.max_bytes)
-            .weigher(|_key: &String, slot: &Slot| {
+            .weigher(|_key: &Arc<str>, slot: &Slot| {
                 u32::try_from(slot.entry.size()).unwrap_or(u32::MAX)
             })
             .expire_after(RetentionExpiry)
-            .eviction_listener(move |key: Arc<String>, slot: Slot, cause| {
+            .eviction_listener(move |key: Arc<Arc<str>>, slot: Slot, cause| {
                 match cause {
                     RemovalCause::Size => {
                         listener_counters.evictions.fetch_add(1, Ordering::Relaxed);
@@ -178,15 +294,8 @@ impl MemoryStoreBuilder {
 /// same key registered it again.
 fn unregister(index: &Mutex<Index>, key: &str, slot: &Slot) {
     let mut index = lock(index);
-    for label in labels(&slot.entry) {
-        if let Some(keys) = index.get_mut(&label) {
-            if keys.get(key) == Some(&slot.id) {
-                keys.remove(key);
-            }
-            if keys.is_empty() {
-                index.remove(&label);
-            }
-        }
+    for (label, name) in labels(&slot.entry) {
+        index.unregister(label, name, key, slot.id);
     }
 }
 
@@ -224,7 +333,7 @@ impl MemoryStore {
     pub fn put_entry_for(&self, entry: Arc<Entry>, keep: Duration) {
         let keep = keep.min(entry.retention());
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let key = entry.key.clone();
+        let key: Arc<str> = Arc::from(entry.key.as_str());
         let slot = Slot { id, entry, keep };
         // Insert first, then register: an invalidation that takes a label
         // after this point finds the key; one that took it before has
@@ -234,11 +343,11 @@ impl MemoryStore {
             .puts
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.inner.cache.insert(key.clone(), slot.clone());
+        self.inner.cache.insert(Arc::clone(&key), slot.clone());
         {
             let mut index = lock(&self.inner.index);
-            for label in labels(&slot.entry) {
-                index.entry(label).or_default().insert(key.clone(), id);
+            for (label, name) in labels(&slot.entry) {
+                index.register(label, name, &key, id);
             }
         }
         // Removed (evicted, expired, deleted) before it was registered: the
@@ -263,16 +372,16 @@ impl MemoryStore {
                     .parse::<Uri>()
                     .map(|uri| uri.path().to_owned())
                     .unwrap_or_else(|_| path_of(url).to_owned());
-                self.drop_label(&Label::Path(path))
+                self.drop_label(Label::Path, &path)
             }
-            Invalidation::Tag(tag) => self.drop_label(&Label::Tag(tag.clone())),
+            Invalidation::Tag(tag) => self.drop_label(Label::Tag, tag),
             Invalidation::Tags(tags) => tags
                 .iter()
-                .map(|tag| self.drop_label(&Label::Tag(tag.clone())))
+                .map(|tag| self.drop_label(Label::Tag, tag))
                 .sum(),
-            Invalidation::User(user) => self.drop_label(&Label::User(user.clone())),
+            Invalidation::User(user) => self.drop_label(Label::User, user),
             Invalidation::Prefix(prefix) => {
-                let keys: Vec<Arc<String>> = self
+                let keys: Vec<Arc<Arc<str>>> = self
                     .inner
                     .cache
                     .iter()
@@ -281,21 +390,51 @@ impl MemoryStore {
                     .collect();
                 keys.iter().filter(|key| self.delete_entry(key)).count() as u64
             }
-            Invalidation::All => {
-                self.inner.cache.run_pending_tasks();
-                let count = self.inner.cache.entry_count();
-                self.inner.cache.invalidate_all();
-                self.inner.cache.run_pending_tasks();
-                count
-            }
+            Invalidation::All => self.clear(),
         }
     }
 
-    fn drop_label(&self, label: &Label) -> u64 {
+    /// Drops every entry and returns once moka has let go of them, so that
+    /// the memory is free and `entries` and `bytes` read zero (less what
+    /// other threads stored meanwhile).
+    fn clear(&self) -> u64 {
+        self.inner.cache.run_pending_tasks();
+        let count = self.inner.cache.entry_count();
+        {
+            // No put is between its insert and its registration here, so
+            // every registered key is one that `invalidate_all` drops, and
+            // the index can go at once; later puts register afresh.
+            let _put = self
+                .inner
+                .puts
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            self.inner.cache.invalidate_all();
+            *lock(&self.inner.index) = Index::default();
+        }
+        // `invalidate_all` only hides the entries; moka removes them in its
+        // housekeeping, which with an eviction listener stops after about
+        // 100 ms a round (some 15,000 entries). Run rounds until none is
+        // left, or until a round frees nothing (other threads filling the
+        // store as fast as it empties), within a bound.
+        let mut left = count;
+        for _ in 0..MAX_CLEAR_ROUNDS {
+            self.inner.cache.run_pending_tasks();
+            let now = self.inner.cache.entry_count();
+            if now == 0 || now >= left {
+                break;
+            }
+            left = now;
+        }
+        count
+    }
+
+    fn drop_label(&self, label: Label, name: &str) -> u64 {
         // Take the key set out under the lock, remove outside it: removal
         // calls the eviction listener, which takes the lock itself.
-        let keys = lock(&self.inner.index).remove(label).unwrap_or_default();
-        keys.keys().filter(|key| self.delete_entry(key)).count() as u64
+        let keys = lock(&self.inner.index).take(label, name);
+        let keys = keys.map(Keys::into_vec).unwrap_or_default();
+        keys.iter().filter(|key| self.delete_entry(key)).count() as u64
     }
 
     /// Figures for this store, after moka has applied pending work, so the
@@ -319,7 +458,7 @@ impl MemoryStore {
     #[doc(hidden)]
     pub fn index_len(&self) -> usize {
         self.inner.cache.run_pending_tasks();
-        lock(&self.inner.index).values().map(HashMap::len).sum()
+        lock(&self.inner.index).len()
     }
 }
 
@@ -475,6 +614,52 @@ mod tests {
         }
         assert_eq!(store.snapshot().entries, Some(0));
         assert_eq!(store.index_len(), 0);
+    }
+
+    #[test]
+    fn clear_returns_once_moka_has_let_go_of_every_entry() {
+        // moka removes what `invalidate_all` hid in rounds of ~100 ms; one
+        // round is far from enough for this many.
+        const ENTRIES: usize = 50_000;
+        let store = MemoryStore::new(1 << 30);
+        for i in 0..ENTRIES {
+            let tag = format!("t{}", i % 7);
+            store.put_entry(value(
+                &format!("k{i}"),
+                &format!("/p/{i}"),
+                &[&tag],
+                None,
+                8,
+            ));
+        }
+        assert_eq!(store.snapshot().entries, Some(ENTRIES as u64));
+        assert_eq!(store.invalidate_now(&Invalidation::All), ENTRIES as u64);
+        // Read moka directly: `snapshot` would run another round first.
+        assert_eq!(store.inner.cache.entry_count(), 0);
+        assert_eq!(store.inner.cache.weighted_size(), 0);
+        assert_eq!(lock(&store.inner.index).len(), 0);
+        assert_eq!(store.snapshot().entries, Some(0));
+        assert_eq!(store.snapshot().bytes, Some(0));
+
+        // What is stored after the clear is indexed as usual.
+        store.put_entry(value("k1", "/p/1", &["t1"], None, 8));
+        assert_eq!(store.invalidate_now(&Invalidation::Tag("t1".into())), 1);
+        assert_eq!(store.index_len(), 0);
+    }
+
+    #[test]
+    fn labels_of_one_key_and_of_many_are_kept_and_dropped_alike() {
+        let store = MemoryStore::new(1 << 20);
+        store.put_entry(value("k1", "/a", &["one", "many"], Some("u"), 1));
+        store.put_entry(value("k2", "/b", &["many"], None, 1));
+        store.put_entry(value("k3", "/c", &["many"], Some("u"), 1));
+        // k1: 4 labels, k2: 2, k3: 3.
+        assert_eq!(store.index_len(), 9);
+        store.delete_entry("k2");
+        assert_eq!(store.index_len(), 7);
+        assert_eq!(store.invalidate_now(&Invalidation::Tag("many".into())), 2);
+        assert_eq!(store.index_len(), 0);
+        assert_eq!(store.snapshot().entries, Some(0));
     }
 
     #[test]
