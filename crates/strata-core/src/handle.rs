@@ -329,7 +329,34 @@ impl CacheBuilder {
     }
 
     /// Builds the cache.
+    ///
+    /// # Panics
+    ///
+    /// Panics when the store was built for another key prefix (see
+    /// [`try_build`](Self::try_build)): a startup mistake, caught before
+    /// the first request.
     pub fn build(self) -> Cache {
+        match self.try_build() {
+            Ok(cache) => cache,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Builds the cache, or says why it cannot: the store was built for a
+    /// key prefix other than the cache's (a Redis store's index and its
+    /// prefix and clear-all walks would then find none of the cache's
+    /// entries).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// # use strata_core::{Cache, MemoryStore};
+    /// let cache = Cache::builder()
+    ///     .prefix("thebot", "production")
+    ///     .store(Arc::new(MemoryStore::new(64 << 20)))
+    ///     .try_build()?;
+    /// # Ok::<(), strata_core::Error>(())
+    /// ```
+    pub fn try_build(self) -> Result<Cache, Error> {
         let keys = match self.max_key_len {
             Some(max) => self.keys.max_len(max),
             None => self.keys,
@@ -337,6 +364,15 @@ impl CacheBuilder {
         let store = self
             .store
             .unwrap_or_else(|| Arc::new(MemoryStore::new(self.memory_bytes)));
+        if let Some(bound) = store.key_prefix()
+            && bound != keys.prefix()
+        {
+            return Err(Error::Config(format!(
+                "the store was built for key prefix {bound:?}, the cache's is {:?}: \
+                 give the store the cache's prefix",
+                keys.prefix()
+            )));
+        }
         let shared = Arc::new(Shared {
             store,
             keys,
@@ -358,7 +394,7 @@ impl CacheBuilder {
                 weak.upgrade()
                     .and_then(|shared| shared.remote_invalidation())
             }));
-        Cache { shared }
+        Ok(Cache { shared })
     }
 }
 

@@ -729,6 +729,10 @@ fn glob_escape(text: &str) -> String {
 }
 
 impl Store for RedisStore {
+    fn key_prefix(&self) -> Option<&str> {
+        Some(self.prefix())
+    }
+
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Arc<Entry>>, Error>> {
         Box::pin(self.get_entry(key))
     }

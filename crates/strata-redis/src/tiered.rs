@@ -453,4 +453,8 @@ impl Store for TieredStore {
     fn set_remote_listener(&self, listener: RemoteListener) {
         let _ = self.inner.listener.set(listener);
     }
+
+    fn key_prefix(&self) -> Option<&str> {
+        Some(self.inner.l2.prefix())
+    }
 }

@@ -408,3 +408,37 @@ async fn a_short_prefix_drops_values_but_never_http_entries_or_indexes() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_cache_refuses_a_store_built_for_another_prefix() {
+    // No server: building connects lazily, and the check comes first.
+    let store = RedisStore::standalone("redis://127.0.0.1:1/")
+        .prefix("thebot:staging:")
+        .build()
+        .unwrap();
+    let refused = strata_core::Cache::builder()
+        .prefix("thebot", "production")
+        .store(Arc::new(store.clone()))
+        .try_build()
+        .unwrap_err();
+    let message = refused.to_string();
+    assert!(
+        message.contains("\"thebot:staging:\"") && message.contains("\"thebot:production:\""),
+        "{message}"
+    );
+    let tiered =
+        strata_redis::TieredStore::new(strata_core::MemoryStore::new(1 << 20), store.clone())
+            .unwrap();
+    assert!(
+        strata_core::Cache::builder()
+            .prefix("thebot", "production")
+            .store(Arc::new(tiered))
+            .try_build()
+            .is_err()
+    );
+    strata_core::Cache::builder()
+        .prefix("thebot", "staging")
+        .store(Arc::new(store))
+        .try_build()
+        .unwrap();
+}

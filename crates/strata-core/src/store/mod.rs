@@ -175,6 +175,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn set_remote_listener(&self, listener: RemoteListener) {
         let _ = listener;
     }
+
+    /// The key prefix (`{app}:{env}:`) this store was built for, if it
+    /// keeps keys of its own under one (Redis keeps its invalidation index
+    /// there, and prefix and clear-all walks look only there). A cache
+    /// refuses a store bound to a prefix other than its own, where
+    /// invalidations would silently miss every entry. The default: none.
+    fn key_prefix(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Called by a store for every invalidation that comes from another
