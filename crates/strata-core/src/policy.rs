@@ -60,6 +60,9 @@ struct PolicyInner {
     ttl: Duration,
     tags: Vec<String>,
     vary: Vec<HeaderName>,
+    s_maxage: Option<Duration>,
+    stale_while_revalidate: Duration,
+    stale_if_error: Duration,
     cache_control: HeaderValue,
 }
 
@@ -70,9 +73,12 @@ impl CachePolicy {
             ttl,
             tags: Vec::new(),
             vary: Vec::new(),
+            s_maxage: None,
+            stale_while_revalidate: Duration::ZERO,
+            stale_if_error: Duration::ZERO,
             cache_control: HeaderValue::from_static("no-store"),
         };
-        inner.cache_control = render_cache_control(scope, ttl);
+        inner.cache_control = render_cache_control(&inner);
         Self {
             inner: Arc::new(inner),
         }
@@ -132,6 +138,59 @@ impl CachePolicy {
         self
     }
 
+    /// For shared caches downstream (CDNs, proxies) only: how long they
+    /// may reuse a public response, `s-maxage=N` (RFC 9111 §5.2.2.10),
+    /// while browsers keep `max-age`. strata itself keeps the policy's
+    /// TTL. Ignored on other scopes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use strata_core::CachePolicy;
+    ///
+    /// let policy = CachePolicy::public(Duration::from_secs(60)).s_maxage(Duration::from_secs(3600));
+    /// assert_eq!(policy.cache_control(), "public, max-age=60, s-maxage=3600");
+    /// ```
+    pub fn s_maxage(mut self, ttl: Duration) -> Self {
+        let inner = Arc::make_mut(&mut self.inner);
+        inner.s_maxage = Some(ttl);
+        inner.cache_control = render_cache_control(inner);
+        self
+    }
+
+    /// Once the response is stale, keep serving it for up to `window`
+    /// while one background request refreshes it (RFC 5861 §3,
+    /// `stale-while-revalidate=N`): no client waits for the refresh.
+    /// Requests past the window wait for a fresh response as usual.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use strata_core::CachePolicy;
+    ///
+    /// let policy = CachePolicy::public(Duration::from_secs(60))
+    ///     .stale_while_revalidate(Duration::from_secs(30))
+    ///     .stale_if_error(Duration::from_secs(600));
+    /// assert_eq!(
+    ///     policy.cache_control(),
+    ///     "public, max-age=60, stale-while-revalidate=30, stale-if-error=600"
+    /// );
+    /// ```
+    pub fn stale_while_revalidate(mut self, window: Duration) -> Self {
+        let inner = Arc::make_mut(&mut self.inner);
+        inner.stale_while_revalidate = window;
+        inner.cache_control = render_cache_control(inner);
+        self
+    }
+
+    /// Once the response is stale, serve it for up to `window` instead of
+    /// an error when the refresh fails: a 500, 502, 503 or 504, or an
+    /// error of the inner service (RFC 5861 §4, `stale-if-error=N`).
+    pub fn stale_if_error(mut self, window: Duration) -> Self {
+        let inner = Arc::make_mut(&mut self.inner);
+        inner.stale_if_error = window;
+        inner.cache_control = render_cache_control(inner);
+        self
+    }
+
     /// Who may reuse the response.
     pub fn scope(&self) -> Scope {
         self.inner.scope
@@ -157,19 +216,51 @@ impl CachePolicy {
         &self.inner.cache_control
     }
 
+    /// How long a stale response may still be served while it is
+    /// refreshed in the background ([`stale_while_revalidate`](Self::stale_while_revalidate)).
+    pub fn stale_while_revalidate_window(&self) -> Duration {
+        self.inner.stale_while_revalidate
+    }
+
+    /// How long a stale response may still replace an error
+    /// ([`stale_if_error`](Self::stale_if_error)).
+    pub fn stale_if_error_window(&self) -> Duration {
+        self.inner.stale_if_error
+    }
+
+    /// How long past its TTL a store keeps a response under this policy:
+    /// the longer of the two stale windows.
+    pub fn stale_retention(&self) -> Duration {
+        self.inner
+            .stale_while_revalidate
+            .max(self.inner.stale_if_error)
+    }
+
     /// Whether responses under this policy are ever stored.
     pub fn is_storable(&self) -> bool {
         matches!(self.inner.scope, Scope::Public | Scope::Private) && !self.inner.ttl.is_zero()
     }
 }
 
-fn render_cache_control(scope: Scope, ttl: Duration) -> HeaderValue {
-    let value = match scope {
-        Scope::Public => format!("public, max-age={}", ttl.as_secs()),
-        Scope::Private => format!("private, max-age={}", ttl.as_secs()),
+fn render_cache_control(inner: &PolicyInner) -> HeaderValue {
+    let ttl = inner.ttl.as_secs();
+    let mut value = match inner.scope {
+        Scope::Public => format!("public, max-age={ttl}"),
+        Scope::Private => format!("private, max-age={ttl}"),
         Scope::NoCache => return HeaderValue::from_static("no-cache"),
         Scope::NoStore => return HeaderValue::from_static("no-store"),
     };
+    if let (Scope::Public, Some(shared)) = (inner.scope, inner.s_maxage) {
+        value.push_str(&format!(", s-maxage={}", shared.as_secs()));
+    }
+    for (directive, window) in [
+        ("stale-while-revalidate", inner.stale_while_revalidate),
+        ("stale-if-error", inner.stale_if_error),
+    ] {
+        if !window.is_zero() {
+            value.push_str(&format!(", {directive}={}", window.as_secs()));
+        }
+    }
     HeaderValue::try_from(value).expect("digits and ASCII are a valid header value")
 }
 

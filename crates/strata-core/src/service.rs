@@ -201,6 +201,17 @@ enum Step {
     Miss {
         flight_key: String,
         fwd: Fwd,
+        /// A stale response that may answer instead of a server error
+        /// (`stale-if-error`).
+        fallback: Option<Arc<Entry>>,
+    },
+    /// A stale response that may answer now while one background request
+    /// refreshes it (`stale-while-revalidate`), its age, and the key the
+    /// refresh leads a flight for.
+    Stale {
+        entry: Arc<Entry>,
+        age: Duration,
+        flight_key: String,
     },
     /// Known not storable: straight to the inner service, no waiting.
     Pass,
@@ -242,15 +253,13 @@ fn step_at_primary(
         return Step::Miss {
             flight_key,
             fwd: Fwd::UriMiss,
+            fallback: None,
         };
     };
     match &entry.kind {
         EntryKind::Response(_) => match fresh_age(&entry, now) {
             Some(age) => Step::Hit(entry, age),
-            None => Step::Miss {
-                flight_key: primary.to_owned(),
-                fwd: Fwd::Stale,
-            },
+            None => stale_step(entry, now, primary.to_owned()),
         },
         EntryKind::Variants(rule) if rule.pass => Step::Pass,
         EntryKind::Variants(rule) => {
@@ -282,16 +291,89 @@ fn step_at_variant(key: String, found: Option<Arc<Entry>>, now: SystemTime) -> S
     match found {
         Some(entry) if entry.response().is_some() => match fresh_age(&entry, now) {
             Some(age) => Step::Hit(entry, age),
-            None => Step::Miss {
-                flight_key: key,
-                fwd: Fwd::Stale,
-            },
+            None => stale_step(entry, now, key),
         },
         _ => Step::Miss {
             flight_key: key,
             fwd: Fwd::VaryMiss,
+            fallback: None,
         },
     }
+}
+
+/// What a stored response past its freshness may still do (RFC 5861):
+/// answer now while a refresh runs, stand by in case the refresh fails,
+/// or nothing.
+fn stale_step(entry: Arc<Entry>, now: SystemTime, flight_key: String) -> Step {
+    let age = entry.age(now);
+    let windows = entry
+        .response()
+        .filter(|_| !entry.stale.is_zero())
+        .map(|stored| StaleWindows::of(stored.headers()))
+        .unwrap_or_default();
+    // How long the response has been stale; a store keeps it no longer
+    // than `ttl + stale`, whatever its headers say.
+    let over = age.saturating_sub(entry.ttl);
+    if over < windows.while_revalidate.min(entry.stale) {
+        return Step::Stale {
+            entry,
+            age,
+            flight_key,
+        };
+    }
+    let fallback = (over < windows.if_error.min(entry.stale)).then_some(entry);
+    Step::Miss {
+        flight_key,
+        fwd: Fwd::Stale,
+        fallback,
+    }
+}
+
+/// The stale windows a stored response's `Cache-Control` grants (RFC 5861
+/// §3 and §4); none when it also says `must-revalidate`,
+/// `proxy-revalidate` or `no-cache` (RFC 9111 §4.2.4).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct StaleWindows {
+    while_revalidate: Duration,
+    if_error: Duration,
+}
+
+impl StaleWindows {
+    fn of(headers: &HeaderMap) -> Self {
+        let mut windows = Self::default();
+        for value in headers.get_all(CACHE_CONTROL) {
+            let Ok(value) = value.to_str() else { continue };
+            for directive in value.split(',') {
+                let (name, argument) = match directive.split_once('=') {
+                    Some((name, argument)) => {
+                        (name.trim(), Some(argument.trim().trim_matches('"')))
+                    }
+                    None => (directive.trim(), None),
+                };
+                let seconds = || {
+                    argument
+                        .and_then(|a| a.parse::<u64>().ok())
+                        .map_or(Duration::ZERO, Duration::from_secs)
+                };
+                if name.eq_ignore_ascii_case("stale-while-revalidate") {
+                    windows.while_revalidate = seconds();
+                } else if name.eq_ignore_ascii_case("stale-if-error") {
+                    windows.if_error = seconds();
+                } else if ["must-revalidate", "proxy-revalidate", "no-cache"]
+                    .iter()
+                    .any(|never| name.eq_ignore_ascii_case(never))
+                {
+                    return Self::default();
+                }
+            }
+        }
+        windows
+    }
+}
+
+/// The statuses `stale-if-error` covers (RFC 5861 §4).
+fn is_server_error(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }
 
 /// Why a response with a storing policy was not stored (RFC 9211 `detail`).
@@ -461,11 +543,25 @@ enum Served {
     /// Fetched and meant to be stored, but the write did not happen.
     Fetched(Fwd),
     Collapsed(Fwd),
+    /// Stale, while one background request refreshes it.
+    StaleWhileRevalidate,
+    /// Stale, instead of the error the service answered (its status, or
+    /// none when the service failed).
+    StaleIfError(Option<StatusCode>),
 }
 
 fn cache_status(served: Served) -> HeaderValue {
     let text = match served {
         Served::Hit => return HIT.clone(),
+        Served::StaleWhileRevalidate => "strata; hit; detail=stale-while-revalidate",
+        Served::StaleIfError(None) => "strata; hit; fwd=stale; detail=stale-if-error",
+        Served::StaleIfError(Some(status)) => {
+            return HeaderValue::try_from(format!(
+                "strata; hit; fwd=stale; fwd-status={}; detail=stale-if-error",
+                status.as_u16()
+            ))
+            .unwrap_or_else(|_| HeaderValue::from_static("strata; hit; detail=stale-if-error"));
+        }
         Served::Stored(Fwd::UriMiss) => "strata; fwd=uri-miss; stored",
         Served::Stored(Fwd::VaryMiss) => "strata; fwd=vary-miss; stored",
         Served::Stored(Fwd::Stale) => "strata; fwd=stale; stored",
@@ -569,7 +665,7 @@ fn fast_path<B>(shared: &Shared, parts: &Parts, primary: &str) -> Fast<B> {
         }
         Step::Pass => return Fast::Go(Mode::Pass, user),
         Step::Bypass => return Fast::Go(Mode::Bypass, user),
-        Step::Miss { .. } => return Fast::Lookup,
+        Step::Miss { .. } | Step::Stale { .. } => return Fast::Lookup,
     };
     bump(&shared.stats.hits);
     tracing::trace!(target: "strata", key = %KeyDigest(primary), outcome = "hit", layer = "memory");
@@ -597,6 +693,9 @@ enum Mode {
     Pass,
     /// Anonymous request for a per-user URL: store nothing.
     Bypass,
+    /// A background refresh of a stale response (`stale-while-revalidate`):
+    /// a fill that no client waits for, so it is not counted as a request.
+    Refresh,
 }
 
 async fn serve<S, ReqBody, ResBody>(
@@ -607,21 +706,24 @@ async fn serve<S, ReqBody, ResBody>(
     primary: String,
 ) -> Result<Response<CacheBody<ResBody>>, S::Error>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: Body<Data = Bytes>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<BoxError>,
 {
     let mut user = LazyUser::default();
     let head = parts.method == Method::HEAD;
     let mut rounds = 0;
-    let (generation, mode, leader) = loop {
+    let (generation, mode, leader, fallback) = loop {
         rounds += 1;
         // Read before looking: an invalidation from here on makes this
         // request's fill (if it leads one) throw its entry away.
         let generation = shared.generation();
         if rounds > MAX_ROUNDS {
             record_decision("miss", "service");
-            break (generation, Mode::Fill(Fwd::UriMiss), None);
+            break (generation, Mode::Fill(Fwd::UriMiss), None, None);
         }
         let now = shared.clock.now();
         let found = shared.get(&primary).await;
@@ -630,7 +732,7 @@ where
             let found = shared.get(&key).await;
             step = step_at_variant(key, found, now);
         }
-        let (flight_key, fwd) = match step {
+        let (flight_key, fwd, fallback) = match step {
             Step::Hit(entry, age) => {
                 bump(&shared.stats.hits);
                 record_decision("hit", "store");
@@ -644,21 +746,65 @@ where
                     served,
                 ));
             }
+            Step::Stale {
+                entry,
+                age,
+                flight_key,
+            } => match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    bump(&shared.stats.hits);
+                    record_decision("stale", "store");
+                    let response = respond_from_entry(
+                        &shared,
+                        &entry,
+                        &parts.headers,
+                        head,
+                        age,
+                        Served::StaleWhileRevalidate,
+                    );
+                    // One refresh per key: when another request leads it
+                    // already, this one only answers.
+                    if let Join::Leader(leader) = shared.flights.join(&flight_key, generation) {
+                        let shared = Arc::clone(&shared);
+                        runtime.spawn(async move {
+                            let refreshed = forward(
+                                &shared,
+                                inner,
+                                parts,
+                                body,
+                                &primary,
+                                user,
+                                generation,
+                                Mode::Refresh,
+                            )
+                            .await;
+                            leader.complete(refreshed.ok().and_then(|(_, outcome)| outcome));
+                        });
+                    }
+                    return Ok(response);
+                }
+                // No runtime to refresh on: refresh in line instead.
+                Err(_) => (flight_key, Fwd::Stale, None),
+            },
             Step::Pass => {
                 record_decision("pass", "service");
-                break (generation, Mode::Pass, None);
+                break (generation, Mode::Pass, None, None);
             }
             Step::Bypass => {
                 record_decision("bypass", "service");
-                break (generation, Mode::Bypass, None);
+                break (generation, Mode::Bypass, None, None);
             }
-            Step::Miss { flight_key, fwd } => (flight_key, fwd),
+            Step::Miss {
+                flight_key,
+                fwd,
+                fallback,
+            } => (flight_key, fwd, fallback),
             Step::Variant(_) => unreachable!("resolved above"),
         };
         match shared.flights.join(&flight_key, generation) {
             Join::Leader(leader) => {
                 record_decision("miss", "service");
-                break (generation, Mode::Fill(fwd), Some(leader));
+                break (generation, Mode::Fill(fwd), Some(leader), fallback);
             }
             Join::Waiter(waiter) => match waiter.wait().await {
                 Some(Some(filled)) if serves(&shared, &filled, &primary, &parts, &mut user) => {
@@ -680,7 +826,7 @@ where
                 Some(None) => {
                     // The leader's response was not shareable: ask ourselves.
                     record_decision("miss", "service");
-                    break (generation, Mode::Fill(fwd), None);
+                    break (generation, Mode::Fill(fwd), None, fallback);
                 }
                 // Stored for another variant, or the leader went away:
                 // look again (with the rule now known), perhaps lead.
@@ -688,10 +834,35 @@ where
             },
         }
     };
-    let (response, outcome) = forward(
+    let request_headers = fallback.as_ref().map(|_| parts.headers.clone());
+    let forwarded = forward(
         &shared, inner, parts, body, &primary, user, generation, mode,
     )
-    .await?;
+    .await;
+    // `stale-if-error`: a stale response stands in for a server error or
+    // a failed service.
+    let failed = match &forwarded {
+        Ok((response, _)) if is_server_error(response.status()) => Some(Some(response.status())),
+        Ok(_) => None,
+        Err(_) => Some(None),
+    };
+    if let (Some(status), Some(stale), Some(request_headers)) = (failed, fallback, request_headers)
+    {
+        if let Some(leader) = leader {
+            leader.complete(None);
+        }
+        record_decision("stale", "store");
+        let age = stale.age(shared.clock.now());
+        return Ok(respond_from_entry(
+            &shared,
+            &stale,
+            &request_headers,
+            head,
+            age,
+            Served::StaleIfError(status),
+        ));
+    }
+    let (response, outcome) = forwarded?;
     if let Some(leader) = leader {
         leader.complete(outcome);
     }
@@ -736,6 +907,18 @@ struct Ctx<'a> {
     request_headers: HeaderMap,
     generation: u64,
     mode: Mode,
+    /// Whether this is a client's request, which the figures count (a
+    /// background refresh is not).
+    counted: bool,
+}
+
+impl Ctx<'_> {
+    /// Counts the request as a miss or a bypass, if it is a client's.
+    fn tally(&self, counter: &std::sync::atomic::AtomicU64) {
+        if self.counted {
+            bump(counter);
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -755,10 +938,11 @@ where
     ResBody::Error: Into<BoxError>,
 {
     let head = parts.method == Method::HEAD;
-    let mode = match mode {
+    let (mode, counted) = match mode {
         // A HEAD response has no body to store.
-        Mode::Pass if head => Mode::Bypass,
-        other => other,
+        Mode::Pass if head => (Mode::Bypass, true),
+        Mode::Refresh => (Mode::Fill(Fwd::Stale), false),
+        other => (other, true),
     };
     if head && matches!(mode, Mode::Fill(_)) {
         // Fetch the GET, store it, answer the HEAD without its body.
@@ -780,6 +964,7 @@ where
         request_headers,
         generation,
         mode,
+        counted,
     };
     std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
     let response = inner.call(Request::from_parts(parts, body)).await?;
@@ -808,13 +993,13 @@ where
         .cloned()
         .or_else(|| shared.default_policy.clone());
     let Some(policy) = policy else {
-        bump(&shared.stats.bypasses);
+        ctx.tally(&shared.stats.bypasses);
         remember_pass(shared, &ctx, response.status()).await;
         return (response.map(CacheBody::inner), None);
     };
     match policy.scope() {
         Scope::NoStore => {
-            bump(&shared.stats.bypasses);
+            ctx.tally(&shared.stats.bypasses);
             remember_pass(shared, &ctx, response.status()).await;
             let mut response = response.map(CacheBody::inner);
             let headers = response.headers_mut();
@@ -826,7 +1011,7 @@ where
             (response, None)
         }
         Scope::NoCache => {
-            bump(&shared.stats.bypasses);
+            ctx.tally(&shared.stats.bypasses);
             remember_pass(shared, &ctx, response.status()).await;
             (
                 no_cache_response(shared, response, &policy, &ctx).await,
@@ -930,11 +1115,12 @@ where
         Mode::Fill(fwd) => fwd_name(fwd),
         Mode::Pass => "miss",
         Mode::Bypass => "bypass",
+        Mode::Refresh => "stale",
     };
     let reason = unstorable_reason(policy, &response, ctx.user.as_deref(), shared.max_body)
         .or(matches!(ctx.mode, Mode::Bypass).then_some("bypass"));
     if let Some(reason) = reason {
-        bump(&shared.stats.bypasses);
+        ctx.tally(&shared.stats.bypasses);
         if reason == "anonymous" && !matches!(ctx.mode, Mode::Bypass) {
             // Learn that the URL is per-user: later anonymous requests
             // then pass by, and users go to their own variants.
@@ -964,7 +1150,7 @@ where
 
     // Every request is one of hit, miss or bypass: this one went to the
     // service with a response the cache means to store.
-    bump(&shared.stats.misses);
+    ctx.tally(&shared.stats.misses);
     let (head_parts, body) = response.into_parts();
     let body = match buffer(Box::pin(body), shared.max_body).await {
         Buffered::Whole(bytes) => bytes,
@@ -1049,7 +1235,7 @@ where
         tags: policy.tag_list().to_vec(),
         stored_at: now,
         ttl: policy.ttl(),
-        stale: Duration::ZERO,
+        stale: policy.stale_retention(),
         kind: EntryKind::Response(CachedResponse::new(
             head_parts.status,
             headers,
@@ -1059,12 +1245,15 @@ where
     });
     let mut writes = vec![Arc::clone(&entry)];
     if let Some(rule) = &rule {
-        writes.push(rule_entry(shared, &ctx, rule.clone(), policy.ttl()));
+        // The rule lasts as long as the variants may be served, stale too.
+        let ttl = policy.ttl().saturating_add(policy.stale_retention());
+        writes.push(rule_entry(shared, &ctx, rule.clone(), ttl));
     }
     let stored = shared.put_all(&writes, ctx.generation).await;
     let fwd = match ctx.mode {
         Mode::Fill(fwd) => fwd,
         Mode::Pass | Mode::Bypass => Fwd::UriMiss,
+        Mode::Refresh => Fwd::Stale,
     };
     let served = if stored {
         bump(&shared.stats.stores);
@@ -1301,5 +1490,74 @@ mod unstorable_tests {
         );
         let plain = response(&[(CACHE_CONTROL, "max-age=10")]);
         assert_eq!(unstorable_reason(&public, &plain, None, 1024), None);
+    }
+}
+
+#[cfg(test)]
+mod stale_tests {
+    use super::*;
+
+    fn windows(values: &[&'static str]) -> StaleWindows {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(CACHE_CONTROL, HeaderValue::from_static(value));
+        }
+        StaleWindows::of(&headers)
+    }
+
+    fn secs(while_revalidate: u64, if_error: u64) -> StaleWindows {
+        StaleWindows {
+            while_revalidate: Duration::from_secs(while_revalidate),
+            if_error: Duration::from_secs(if_error),
+        }
+    }
+
+    #[test]
+    fn both_windows_are_read_from_any_field_line_in_any_case() {
+        assert_eq!(
+            windows(&["public, max-age=60, stale-while-revalidate=30, stale-if-error=600"]),
+            secs(30, 600)
+        );
+        assert_eq!(
+            windows(&["max-age=60", "Stale-While-Revalidate = \"7\""]),
+            secs(7, 0)
+        );
+        assert_eq!(windows(&["max-age=60"]), secs(0, 0));
+    }
+
+    #[test]
+    fn revalidation_directives_forbid_stale_content() {
+        for forbidding in ["must-revalidate", "proxy-revalidate", "no-cache"] {
+            let value = HeaderValue::from_str(&format!(
+                "stale-while-revalidate=30, {forbidding}, stale-if-error=60"
+            ))
+            .unwrap();
+            let mut headers = HeaderMap::new();
+            headers.insert(CACHE_CONTROL, value);
+            assert_eq!(StaleWindows::of(&headers), secs(0, 0), "{forbidding}");
+        }
+    }
+
+    #[test]
+    fn malformed_windows_grant_nothing() {
+        assert_eq!(
+            windows(&["stale-while-revalidate=-5, stale-if-error=soon"]),
+            secs(0, 0)
+        );
+        assert_eq!(windows(&["stale-while-revalidate"]), secs(0, 0));
+        assert_eq!(
+            windows(&["stale-if-error=99999999999999999999999"]),
+            secs(0, 0)
+        );
+    }
+
+    #[test]
+    fn only_server_errors_are_covered() {
+        for code in [500, 502, 503, 504] {
+            assert!(is_server_error(StatusCode::from_u16(code).unwrap()));
+        }
+        for code in [200, 304, 404, 501, 505] {
+            assert!(!is_server_error(StatusCode::from_u16(code).unwrap()));
+        }
     }
 }
