@@ -1,0 +1,442 @@
+//! The reverse proxy behind `examples/gateway.rs`: a tower [`Service`] that
+//! forwards every request to one HTTP/1.1 upstream through a pooled hyper
+//! client, and [`gateway`], the axum `Router` that puts strata's cache layer
+//! in front of it.
+//!
+//! What the proxy does to a message on its way through (RFC 9110 §7.6):
+//!
+//! - removes the hop-by-hop fields in both directions: `Connection` and
+//!   every field it names, `Keep-Alive`, `Proxy-Connection`, `TE`,
+//!   `Trailer`, `Transfer-Encoding`, `Upgrade`, `Proxy-Authenticate`,
+//!   `Proxy-Authorization`;
+//! - sends the upstream's authority as `Host` (or the client's `Host` with
+//!   [`ProxyOptions::preserve_host`]), appends the client's address to
+//!   `X-Forwarded-For`, sets `X-Forwarded-Proto` and `X-Forwarded-Host`,
+//!   and appends `Via: 1.1 strata` to requests and responses;
+//! - streams both bodies frame by frame: nothing is buffered here, so a
+//!   body the cache does not store reaches the other side as it arrives;
+//! - answers `502 Bad Gateway` when the upstream cannot be reached or fails
+//!   before its response headers are complete, and `504 Gateway Timeout`
+//!   when those headers take longer than [`ProxyOptions::timeout`]. A
+//!   failure after the headers (the upstream dies mid-body) can no longer
+//!   change the status: the client's connection is cut instead, so it sees
+//!   a truncated body, never a complete-looking one.
+//!
+//! This module is shared: the example includes it with
+//! `#[path = "gateway/proxy.rs"] mod proxy;`, and so does
+//! `tests/gateway.rs`.
+
+// Shared by the example and the tests, each of which uses only part of it;
+// `pub` marks the module's interface even though no crate root re-exports it.
+#![allow(dead_code, unreachable_pub)]
+
+use std::convert::Infallible;
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::uri::{Authority, PathAndQuery, Scheme};
+use axum::http::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use strata::Cache;
+use tower::Service;
+
+/// How long the upstream may take to send its response headers when
+/// `UPSTREAM_TIMEOUT_MS` is not set.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long an idle pooled upstream connection is kept.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// The fields that describe one connection, not the message (RFC 9110
+/// §7.6.1), plus the proxy-addressed authentication fields: a proxy never
+/// forwards them. `Connection` may name more; see [`remove_hop_by_hop`].
+pub const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// The gateway: [`Proxy`] to `upstream` as the fallback of an axum
+/// `Router`, with `cache`'s layer in front of it.
+///
+/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so
+/// that the client's address reaches `X-Forwarded-For`; without it the
+/// proxy forwards `X-Forwarded-For` as the client sent it.
+pub fn gateway(upstream: Upstream, cache: &Cache, options: ProxyOptions) -> Router {
+    Router::new()
+        .fallback_service(Proxy::new(upstream, options))
+        // THE CACHE. Today the layer stores only routes that declare a
+        // `CachePolicy`, and a proxied response declares none, so every
+        // request passes through (GET/HEAD are looked up, writes invalidate
+        // their URL). The origin-header mode (issue 7) is switched on here:
+        // this one line becomes the layer configured to honour the
+        // upstream's `Cache-Control`, `Expires`, `Vary` and validators.
+        .layer(cache.layer())
+}
+
+/// How the proxy treats requests; [`Default`] is what the example uses when
+/// the environment says nothing.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// How long the upstream may take to answer with its response headers
+    /// (connecting included) before the client gets `504 Gateway Timeout`.
+    /// The bodies are not bounded: a slow stream keeps flowing. Default
+    /// [`DEFAULT_TIMEOUT`] (30 s).
+    pub timeout: Duration,
+    /// Send the client's `Host` to the upstream instead of the upstream's
+    /// own authority. Default `false`.
+    pub preserve_host: bool,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        Self {
+            timeout: DEFAULT_TIMEOUT,
+            preserve_host: false,
+        }
+    }
+}
+
+/// Where requests go: an `http://host[:port][/base]` URL, checked once by
+/// [`Upstream::parse`]. A request for `/x?y` goes to `{base}/x?y`.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    scheme: Scheme,
+    authority: Authority,
+    /// The URL's path without its trailing `/`; empty for the root.
+    base_path: String,
+    /// `Host` as the upstream expects it: the authority.
+    host: HeaderValue,
+}
+
+/// Why an `UPSTREAM` value was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidUpstream(String);
+
+impl fmt::Display for InvalidUpstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl StdError for InvalidUpstream {}
+
+impl Upstream {
+    /// Parses an absolute `http://` URL with a host, an optional port and an
+    /// optional base path; no user info, query or fragment. `https` is
+    /// refused: the example's client speaks plain HTTP/1.1 (put a TLS
+    /// terminator in front of a TLS upstream, or add a TLS connector).
+    ///
+    /// ```text
+    /// http://127.0.0.1:8000        -> /a?b goes to http://127.0.0.1:8000/a?b
+    /// http://backend/api/          -> /a?b goes to http://backend/api/a?b
+    /// ```
+    pub fn parse(text: &str) -> Result<Self, InvalidUpstream> {
+        let text = text.trim();
+        let invalid = |why: &str| InvalidUpstream(format!("UPSTREAM={text:?}: {why}"));
+        if text.is_empty() {
+            return Err(invalid("empty; expected a URL like http://127.0.0.1:8000"));
+        }
+        let uri: Uri = text
+            .parse()
+            .map_err(|_| invalid("not a URL; expected one like http://127.0.0.1:8000"))?;
+        match uri.scheme() {
+            Some(scheme) if *scheme == Scheme::HTTP => {}
+            Some(scheme) if *scheme == Scheme::HTTPS => {
+                return Err(invalid(
+                    "https is not supported (this gateway's client speaks plain HTTP/1.1)",
+                ));
+            }
+            Some(_) => return Err(invalid("the scheme must be http")),
+            None => return Err(invalid("missing http:// scheme")),
+        }
+        let Some(authority) = uri.authority().cloned() else {
+            return Err(invalid("missing host"));
+        };
+        if authority.as_str().contains('@') {
+            return Err(invalid("user info is not supported"));
+        }
+        if authority.host().is_empty() {
+            return Err(invalid("missing host"));
+        }
+        if uri.query().is_some() || text.contains('#') {
+            return Err(invalid("a query or fragment is not supported"));
+        }
+        let host = HeaderValue::from_str(authority.as_str()).map_err(|_| invalid("bad host"))?;
+        Ok(Self {
+            scheme: Scheme::HTTP,
+            authority,
+            base_path: uri.path().trim_end_matches('/').to_owned(),
+            host,
+        })
+    }
+
+    /// The upstream URL for a request's target (origin form `/path?query`,
+    /// or absolute form, of which only the path and query are kept).
+    pub fn uri_for(&self, target: &Uri) -> Option<Uri> {
+        let path_and_query = target.path_and_query().map_or("/", PathAndQuery::as_str);
+        // `OPTIONS *` asks about the server as a whole: ask the upstream's.
+        let path_and_query = if path_and_query == "*" && self.base_path.is_empty() {
+            "*".to_owned()
+        } else if path_and_query.starts_with('/') {
+            format!("{}{path_and_query}", self.base_path)
+        } else {
+            format!("{}/{path_and_query}", self.base_path)
+        };
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .ok()
+    }
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}{}", self.scheme, self.authority, self.base_path)
+    }
+}
+
+/// The reverse proxy as a tower [`Service`]: it never fails (its errors
+/// are `502`/`504` responses), so it drops into `Router::fallback_service`
+/// and under strata's layer. Clones share one connection pool.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    client: Client<HttpConnector, Body>,
+    upstream: Upstream,
+    options: ProxyOptions,
+}
+
+impl Proxy {
+    /// A proxy to `upstream` with its own pool of keep-alive connections.
+    pub fn new(upstream: Upstream, options: ProxyOptions) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build(connector);
+        Self {
+            shared: Arc::new(Shared {
+                client,
+                upstream,
+                options,
+            }),
+        }
+    }
+
+    /// Forwards one request and returns the upstream's response, or the
+    /// `502`/`504` that stands for it.
+    pub async fn forward(&self, request: Request<Body>) -> Response<Body> {
+        let shared = &self.shared;
+        let method = request.method().clone();
+        let Some(request) = shared.upstream_request(request) else {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "cannot forward this request target",
+            );
+        };
+        // Logged without the query, which may carry tokens.
+        let path = request.uri().path().to_owned();
+        let sent = tokio::time::timeout(shared.options.timeout, shared.client.request(request));
+        match sent.await {
+            Ok(Ok(response)) => downstream_response(response.map(Body::new)),
+            Ok(Err(error)) => {
+                tracing::warn!(
+                    target: "gateway", %method, %path, error = %ErrorChain(&error),
+                    "upstream failed"
+                );
+                let message = if error.is_connect() {
+                    "upstream unreachable"
+                } else {
+                    "upstream failed before its response headers"
+                };
+                error_response(StatusCode::BAD_GATEWAY, message)
+            }
+            Err(_elapsed) => {
+                let timeout_ms = shared.options.timeout.as_millis();
+                tracing::warn!(
+                    target: "gateway", %method, %path, timeout_ms, "upstream timed out"
+                );
+                error_response(StatusCode::GATEWAY_TIMEOUT, "upstream timed out")
+            }
+        }
+    }
+}
+
+impl Service<Request<Body>> for Proxy {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The pool grows on demand; there is nothing to wait for.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let proxy = self.clone();
+        Box::pin(async move { Ok(proxy.forward(request).await) })
+    }
+}
+
+impl Shared {
+    /// The request as the upstream gets it, or `None` when its target
+    /// cannot be expressed as an upstream URL.
+    fn upstream_request(&self, request: Request<Body>) -> Option<Request<Body>> {
+        let (mut parts, body) = request.into_parts();
+        let client_ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip());
+        // An HTTP/1.1 client names the host in `Host`; an absolute-form or
+        // HTTP/2 target carries it in the URI.
+        let client_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+            let authority = parts.uri.authority()?;
+            HeaderValue::from_str(authority.as_str()).ok()
+        });
+        let client_version = parts.version;
+
+        parts.uri = self.upstream.uri_for(&parts.uri)?;
+        parts.version = Version::HTTP_11;
+        // Nothing the client side attached (connection info, routing data)
+        // concerns the upstream connection.
+        parts.extensions = Default::default();
+
+        let headers = &mut parts.headers;
+        remove_hop_by_hop(headers);
+        let host = match client_host.clone() {
+            Some(host) if self.options.preserve_host => host,
+            _ => self.upstream.host.clone(),
+        };
+        headers.insert(header::HOST, host);
+        if let Some(ip) = client_ip {
+            append_forwarded_for(headers, ip);
+        }
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        if let Some(client_host) = client_host {
+            headers.insert(X_FORWARDED_HOST, client_host);
+        }
+        headers.append(header::VIA, via_value(client_version));
+        Some(Request::from_parts(parts, body))
+    }
+}
+
+/// The upstream's response as the client gets it: the same status, the
+/// end-to-end headers plus `Via`, the body streamed as it arrives.
+fn downstream_response(response: Response<Body>) -> Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    remove_hop_by_hop(&mut parts.headers);
+    parts.headers.append(header::VIA, via_value(parts.version));
+    // The client talks to this server, not to the upstream: answer in the
+    // client's connection's version (the server picks it), not the
+    // upstream's (an HTTP/1.0 upstream would otherwise close every client
+    // connection after one response).
+    parts.version = Version::HTTP_11;
+    Response::from_parts(parts, body)
+}
+
+/// Removes the hop-by-hop fields: every field `Connection` names, then the
+/// fixed list [`HOP_BY_HOP`] (`Connection` itself included).
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// Appends `ip` to the request's `X-Forwarded-For` list, folding several
+/// received lines into one.
+fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
+    let mut value = Vec::new();
+    for received in headers.get_all(&X_FORWARDED_FOR) {
+        value.extend_from_slice(received.as_bytes());
+        value.extend_from_slice(b", ");
+    }
+    value.extend_from_slice(ip.to_string().as_bytes());
+    // Received values are valid field bytes, and so are ", " and an
+    // address: this cannot fail, but a bad value must not panic a proxy.
+    if let Ok(value) = HeaderValue::from_bytes(&value) {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+}
+
+/// `Via`'s entry for a message received in `version`: the protocol
+/// version and this proxy's pseudonym (RFC 9110 §7.6.3), `1.1 strata`.
+fn via_value(version: Version) -> HeaderValue {
+    HeaderValue::from_static(match version {
+        Version::HTTP_09 => "0.9 strata",
+        Version::HTTP_10 => "1.0 strata",
+        Version::HTTP_2 => "2 strata",
+        Version::HTTP_3 => "3 strata",
+        _ => "1.1 strata",
+    })
+}
+
+/// A short plain-text error response from the gateway itself.
+fn error_response(status: StatusCode, message: &str) -> Response<Body> {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let body = format!("{} {reason}: {message}\n", status.as_u16());
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// An error and its sources on one line: hyper's own messages
+/// ("client error (Connect)") say little without their causes.
+struct ErrorChain<'a>(&'a dyn StdError);
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
+    }
+}
