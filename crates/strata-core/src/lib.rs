@@ -50,6 +50,7 @@ mod layer;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod policy;
+pub mod rfc9111;
 mod service;
 mod stats;
 pub mod store;

@@ -1,0 +1,212 @@
+//! A stored response's current age (RFC 9111 §4.2.3, §5.1).
+//!
+//! Every quantity is a [`Duration`] that saturates: a clock that went back
+//! gives zero rather than a negative age, and the result is capped at
+//! [`DELTA_SECONDS_MAX`] seconds (§1.2.2).
+
+use std::time::{Duration, SystemTime};
+
+use http::HeaderMap;
+use http::header::AGE;
+
+use super::directives::{DELTA_SECONDS_MAX, parse_delta_seconds};
+use super::freshness::date_or;
+
+const MAX_AGE: Duration = Duration::from_secs(DELTA_SECONDS_MAX as u64);
+
+/// The `Age` a response arrived with (RFC 9111 §5.1), if any field line is
+/// a valid delta-seconds; invalid lines are ignored. Of several valid
+/// lines the largest counts, the conservative reading.
+pub fn parse_age(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get_all(AGE)
+        .iter()
+        .filter_map(|line| parse_delta_seconds(line.as_bytes().trim_ascii()))
+        .max()
+        .map(|seconds| Duration::from_secs(seconds.into()))
+}
+
+/// `apparent_age = max(0, response_time - date_value)` (§4.2.3).
+pub fn apparent_age(date: SystemTime, response_time: SystemTime) -> Duration {
+    response_time.duration_since(date).unwrap_or_default()
+}
+
+/// `corrected_age_value = age_value + response_delay`, where
+/// `response_delay = response_time - request_time` (§4.2.3).
+pub fn corrected_age_value(
+    age: Duration,
+    request_time: SystemTime,
+    response_time: SystemTime,
+) -> Duration {
+    let response_delay = response_time
+        .duration_since(request_time)
+        .unwrap_or_default();
+    age.saturating_add(response_delay).min(MAX_AGE)
+}
+
+/// `corrected_initial_age = max(apparent_age, corrected_age_value)` (§4.2.3).
+pub fn corrected_initial_age(apparent_age: Duration, corrected_age_value: Duration) -> Duration {
+    apparent_age.max(corrected_age_value).min(MAX_AGE)
+}
+
+/// `current_age = corrected_initial_age + resident_time`, where
+/// `resident_time = now - response_time` (§4.2.3).
+pub fn current_age(
+    corrected_initial_age: Duration,
+    response_time: SystemTime,
+    now: SystemTime,
+) -> Duration {
+    let resident_time = now.duration_since(response_time).unwrap_or_default();
+    corrected_initial_age
+        .saturating_add(resident_time)
+        .min(MAX_AGE)
+}
+
+/// What the age calculation needs from one exchange with the origin (RFC
+/// 9111 §4.2.3), kept with the stored response. After a 304 freshens it
+/// (§4.3.4), build a new one from the revalidation's times and the 304's
+/// headers.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use http::{HeaderMap, HeaderValue};
+/// use strata_core::rfc9111::ResponseTiming;
+///
+/// let sent = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+/// let received = sent + Duration::from_secs(2);
+/// let mut headers = HeaderMap::new();
+/// headers.insert("age", HeaderValue::from_static("10"));
+/// let timing = ResponseTiming::new(sent, received, &headers);
+/// assert_eq!(timing.corrected_initial_age(), Duration::from_secs(12));
+/// assert_eq!(timing.current_age(received + Duration::from_secs(5)), Duration::from_secs(17));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ResponseTiming {
+    /// When the request that produced the response was sent.
+    pub request_time: SystemTime,
+    /// When the response was received.
+    pub response_time: SystemTime,
+    /// The response's `Date`, or `response_time` when it had none (or an
+    /// invalid one).
+    pub date: SystemTime,
+    /// The response's `Age`, zero when it had none (or an invalid one).
+    pub age: Duration,
+}
+
+impl ResponseTiming {
+    /// Reads `Date` and `Age` from a response received at `response_time`
+    /// for a request sent at `request_time`.
+    pub fn new(request_time: SystemTime, response_time: SystemTime, headers: &HeaderMap) -> Self {
+        Self {
+            request_time,
+            response_time,
+            date: date_or(headers, response_time),
+            age: parse_age(headers).unwrap_or_default(),
+        }
+    }
+
+    /// `corrected_initial_age` (§4.2.3): how old the response was when it
+    /// arrived. Storing this and `response_time` is enough for
+    /// [`current_age`] later.
+    pub fn corrected_initial_age(&self) -> Duration {
+        corrected_initial_age(
+            apparent_age(self.date, self.response_time),
+            corrected_age_value(self.age, self.request_time, self.response_time),
+        )
+    }
+
+    /// The response's current age at `now` (§4.2.3), what the `Age` header
+    /// of a response served from the cache says (§5.1).
+    pub fn current_age(&self, now: SystemTime) -> Duration {
+        current_age(self.corrected_initial_age(), self.response_time, now)
+    }
+
+    /// When the response was, in effect, generated: `response_time` less
+    /// its `corrected_initial_age`. Its current age at `now` is
+    /// `now - generated_at()` (§4.2.3), so this can stand for an entry's
+    /// store time and make an age computed from it the RFC's current age.
+    pub fn generated_at(&self) -> SystemTime {
+        self.response_time
+            .checked_sub(self.corrected_initial_age())
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conditional::http_date;
+    use http::HeaderValue;
+
+    fn at(seconds: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + seconds)
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[test]
+    fn age_lines_are_parsed_and_invalid_ones_ignored() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(parse_age(&headers), None);
+        headers.append(AGE, HeaderValue::from_static("x"));
+        assert_eq!(parse_age(&headers), None);
+        headers.append(AGE, HeaderValue::from_static(" 30 "));
+        headers.append(AGE, HeaderValue::from_static("-5"));
+        headers.append(AGE, HeaderValue::from_static("12"));
+        assert_eq!(parse_age(&headers), Some(secs(30)));
+        headers.insert(AGE, HeaderValue::from_static("99999999999"));
+        assert_eq!(parse_age(&headers), Some(MAX_AGE));
+    }
+
+    #[test]
+    fn apparent_age_is_never_negative() {
+        assert_eq!(apparent_age(at(0), at(5)), secs(5));
+        assert_eq!(apparent_age(at(9), at(5)), Duration::ZERO);
+    }
+
+    #[test]
+    fn corrected_age_adds_the_response_delay() {
+        assert_eq!(corrected_age_value(secs(10), at(0), at(3)), secs(13));
+        // A response "received" before its request: no delay.
+        assert_eq!(corrected_age_value(secs(10), at(3), at(0)), secs(10));
+        assert_eq!(corrected_initial_age(secs(4), secs(13)), secs(13));
+        assert_eq!(corrected_initial_age(secs(40), secs(13)), secs(40));
+    }
+
+    #[test]
+    fn current_age_adds_the_resident_time() {
+        assert_eq!(current_age(secs(13), at(3), at(10)), secs(20));
+        assert_eq!(current_age(secs(13), at(3), at(0)), secs(13));
+        assert_eq!(current_age(MAX_AGE, at(0), at(100)), MAX_AGE);
+    }
+
+    #[test]
+    fn timing_uses_date_and_the_upstream_age() {
+        let mut headers = HeaderMap::new();
+        headers.insert("date", http_date(at(0)));
+        headers.insert(AGE, HeaderValue::from_static("5"));
+        // Sent at 1, received at 3, dated 0: apparent 3, corrected 5 + 2.
+        let timing = ResponseTiming::new(at(1), at(3), &headers);
+        assert_eq!(timing.corrected_initial_age(), secs(7));
+        assert_eq!(timing.current_age(at(13)), secs(17));
+        assert_eq!(timing.generated_at(), at(3) - secs(7));
+        assert_eq!(
+            at(13).duration_since(timing.generated_at()).unwrap(),
+            secs(17)
+        );
+        // A Date far in the past (a skewed origin clock) wins.
+        headers.insert("date", http_date(at(0) - secs(100)));
+        let timing = ResponseTiming::new(at(1), at(3), &headers);
+        assert_eq!(timing.corrected_initial_age(), secs(103));
+    }
+
+    #[test]
+    fn a_missing_date_uses_the_response_time() {
+        let timing = ResponseTiming::new(at(0), at(2), &HeaderMap::new());
+        assert_eq!(timing.date, at(2));
+        assert_eq!(timing.age, Duration::ZERO);
+        assert_eq!(timing.corrected_initial_age(), secs(2));
+    }
+}

@@ -1,0 +1,454 @@
+//! Whether a shared cache may store a response (RFC 9111 §3, §3.1, §3.5).
+
+use std::fmt;
+
+use http::header::{AUTHORIZATION, CONNECTION, EXPIRES};
+use http::{HeaderMap, HeaderName, Method, StatusCode};
+
+use super::directives::{FieldScope, RequestDirectives, ResponseDirectives};
+use super::vary::Vary;
+
+/// The status codes defined as heuristically cacheable (RFC 9110 §15.1):
+/// their responses may be stored without explicit freshness information,
+/// and given a heuristic lifetime (RFC 9111 §4.2.2). 206 is one of them in
+/// the RFC, but strata does not store partial content (see
+/// [`NotStorable::PartialContent`]).
+pub const HEURISTICALLY_CACHEABLE: [StatusCode; 11] = [
+    StatusCode::OK,
+    StatusCode::NON_AUTHORITATIVE_INFORMATION,
+    StatusCode::NO_CONTENT,
+    StatusCode::MULTIPLE_CHOICES,
+    StatusCode::MOVED_PERMANENTLY,
+    StatusCode::PERMANENT_REDIRECT,
+    StatusCode::NOT_FOUND,
+    StatusCode::METHOD_NOT_ALLOWED,
+    StatusCode::GONE,
+    StatusCode::URI_TOO_LONG,
+    StatusCode::NOT_IMPLEMENTED,
+];
+
+/// Whether `status` is heuristically cacheable (RFC 9110 §15.1), among the
+/// statuses strata stores: [`HEURISTICALLY_CACHEABLE`].
+pub fn is_heuristically_cacheable(status: StatusCode) -> bool {
+    HEURISTICALLY_CACHEABLE.contains(&status)
+}
+
+/// Whether strata understands the caching requirements of `status` (RFC
+/// 9111 §3, §5.2.2.3): the final status codes RFC 9110 §15 defines, less
+/// 206 (ranges are not implemented) and 304 (which freshens a stored
+/// response, §4.3.4, and is never stored itself). A recipient must not
+/// cache a response with a status code it does not recognise (RFC 9110
+/// §15), with or without `must-understand`.
+pub fn is_understood_status(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        200..=205 | 300..=303 | 305 | 307 | 308 | 400..=417 | 421 | 422 | 426 | 500..=505
+    )
+}
+
+/// Why a response is not stored; [`detail`](Self::detail) is the token for
+/// `Cache-Status: ...; detail=` (RFC 9211 §2.8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NotStorable {
+    /// The request method is not GET or HEAD, the only ones whose responses
+    /// strata stores (RFC 9111 §3: "the request method is understood by the
+    /// cache").
+    Method,
+    /// The status is not final, is 304, or is not one strata understands
+    /// (RFC 9111 §3, RFC 9110 §15).
+    Status,
+    /// 206 Partial Content: storing it needs range bookkeeping (RFC 9111
+    /// §3.3, §3.4) that strata does not have, and serving a stored part as
+    /// a whole would be wrong.
+    PartialContent,
+    /// `must-understand` with a status strata does not understand (§5.2.2.3).
+    MustUnderstand,
+    /// `no-store` in the request (§5.2.1.5).
+    RequestNoStore,
+    /// `no-store` in the response (§5.2.2.5), not lifted by `must-understand`.
+    NoStore,
+    /// Unqualified `private` (§5.2.2.7): never in a shared cache.
+    Private,
+    /// The request had `Authorization` and the response neither
+    /// `must-revalidate`, `public` nor `s-maxage` (§3.5).
+    Authorization,
+    /// No `public`, `Expires`, `max-age` or `s-maxage`, and a status that is
+    /// not heuristically cacheable (§3).
+    NoFreshness,
+    /// `Vary: *`: such a response never matches a later request (§4.1), so
+    /// storing it would only take room. A choice of strata's; the RFC lets
+    /// a cache store it.
+    VaryAny,
+}
+
+impl NotStorable {
+    /// A short token for `Cache-Status` `detail=` and logs.
+    pub fn detail(self) -> &'static str {
+        match self {
+            Self::Method => "method",
+            Self::Status => "status",
+            Self::PartialContent => "partial-content",
+            Self::MustUnderstand => "must-understand",
+            Self::RequestNoStore => "request-no-store",
+            Self::NoStore => "no-store",
+            Self::Private => "private",
+            Self::Authorization => "authorization",
+            Self::NoFreshness => "no-freshness",
+            Self::VaryAny => "vary-star",
+        }
+    }
+}
+
+impl fmt::Display for NotStorable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.detail())
+    }
+}
+
+/// Whether a shared cache may store this response to this request (RFC
+/// 9111 §3, with the Authorization rule of §3.5).
+///
+/// `request` and `response` are the parsed directives; `response` should
+/// come from [`response_directives`](super::response_directives), so that a
+/// targeted field counts and `Expires` is ignored under one (RFC 9213 §2.1).
+/// `no-cache` does not prevent storing (the response is then revalidated
+/// before every reuse), and qualified `private` only keeps its fields out
+/// (see [`strip_unstorable_fields`]).
+///
+/// ```
+/// use http::{HeaderMap, HeaderValue, Method, StatusCode};
+/// use strata_core::rfc9111::{NotStorable, RequestDirectives, ResponseDirectives, storable};
+///
+/// let mut response = HeaderMap::new();
+/// response.insert("cache-control", HeaderValue::from_static("private, max-age=60"));
+/// let verdict = storable(
+///     &Method::GET,
+///     &HeaderMap::new(),
+///     &RequestDirectives::default(),
+///     StatusCode::OK,
+///     &response,
+///     &ResponseDirectives::from_cache_control(&response),
+/// );
+/// assert_eq!(verdict, Err(NotStorable::Private));
+/// ```
+pub fn storable(
+    method: &Method,
+    request_headers: &HeaderMap,
+    request: &RequestDirectives,
+    status: StatusCode,
+    response_headers: &HeaderMap,
+    response: &ResponseDirectives,
+) -> Result<(), NotStorable> {
+    if method != Method::GET && method != Method::HEAD {
+        return Err(NotStorable::Method);
+    }
+    if status == StatusCode::PARTIAL_CONTENT {
+        return Err(NotStorable::PartialContent);
+    }
+    let understood = is_understood_status(status);
+    if response.must_understand && !understood {
+        return Err(NotStorable::MustUnderstand);
+    }
+    if !understood {
+        return Err(NotStorable::Status);
+    }
+    if request.no_store {
+        return Err(NotStorable::RequestNoStore);
+    }
+    // §5.2.2.3: a cache that understands the status ignores `no-store`
+    // when `must-understand` is present.
+    if response.no_store && !response.must_understand {
+        return Err(NotStorable::NoStore);
+    }
+    if response.private == Some(FieldScope::All) {
+        return Err(NotStorable::Private);
+    }
+    if request_headers.contains_key(AUTHORIZATION)
+        && !(response.must_revalidate || response.public || response.s_maxage.is_some())
+    {
+        return Err(NotStorable::Authorization);
+    }
+    if Vary::from_headers(response_headers).is_any() {
+        return Err(NotStorable::VaryAny);
+    }
+    let has_expires = !response.source.is_targeted() && response_headers.contains_key(EXPIRES);
+    let explicit =
+        response.public || has_expires || response.max_age.is_some() || response.s_maxage.is_some();
+    if !explicit && !is_heuristically_cacheable(status) {
+        return Err(NotStorable::NoFreshness);
+    }
+    Ok(())
+}
+
+/// The hop-by-hop fields (RFC 9110 §7.6.1), which a cache does not store
+/// (RFC 9111 §3.1) and a 304 does not update (§3.2).
+pub const HOP_BY_HOP: [HeaderName; 6] = [
+    CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    http::header::TE,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+];
+
+/// Whether `name` must not be stored for a message with these headers: a
+/// hop-by-hop field or one named in its `Connection` field (RFC 9111 §3.1).
+pub fn is_hop_by_hop(name: &HeaderName, headers: &HeaderMap) -> bool {
+    HOP_BY_HOP.contains(name)
+        || headers.get_all(CONNECTION).iter().any(|line| {
+            line.as_bytes().split(|&b| b == b',').any(|option| {
+                option
+                    .trim_ascii()
+                    .eq_ignore_ascii_case(name.as_str().as_bytes())
+            })
+        })
+}
+
+/// Removes from a response about to be stored what a shared cache must
+/// not store (RFC 9111 §3.1, §5.2.2.7): the hop-by-hop fields, the fields
+/// named in `Connection`, and the fields a qualified `private` lists.
+///
+/// The fields of a qualified `no-cache` are kept: strata treats that form
+/// as unqualified (always revalidate), which RFC 9111 §5.2.2.4 notes is
+/// what caches commonly do, so they are never sent unvalidated.
+pub fn strip_unstorable_fields(headers: &mut HeaderMap, directives: &ResponseDirectives) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .flat_map(|line| line.as_bytes().split(|&b| b == b','))
+        .filter_map(|option| HeaderName::from_bytes(option.trim_ascii()).ok())
+        .collect();
+    for name in HOP_BY_HOP.iter().chain(&listed) {
+        headers.remove(name);
+    }
+    if let Some(FieldScope::Only(names)) = &directives.private {
+        for name in names {
+            headers.remove(name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    struct Case {
+        method: Method,
+        request: HeaderMap,
+        status: StatusCode,
+        response: HeaderMap,
+    }
+
+    impl Case {
+        fn new(cache_control: &'static str) -> Self {
+            let mut response = HeaderMap::new();
+            if !cache_control.is_empty() {
+                response.insert("cache-control", HeaderValue::from_static(cache_control));
+            }
+            Self {
+                method: Method::GET,
+                request: HeaderMap::new(),
+                status: StatusCode::OK,
+                response,
+            }
+        }
+
+        fn status(mut self, status: u16) -> Self {
+            self.status = StatusCode::from_u16(status).unwrap();
+            self
+        }
+
+        fn request(mut self, name: &'static str, value: &'static str) -> Self {
+            self.request.append(name, HeaderValue::from_static(value));
+            self
+        }
+
+        fn response(mut self, name: &'static str, value: &'static str) -> Self {
+            self.response.append(name, HeaderValue::from_static(value));
+            self
+        }
+
+        fn verdict(&self) -> Result<(), NotStorable> {
+            storable(
+                &self.method,
+                &self.request,
+                &RequestDirectives::from_headers(&self.request),
+                self.status,
+                &self.response,
+                &super::super::response_directives(&self.response, true),
+            )
+        }
+    }
+
+    #[test]
+    fn only_get_and_head_are_stored() {
+        for method in [Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS] {
+            let case = Case {
+                method,
+                ..Case::new("max-age=60")
+            };
+            assert_eq!(case.verdict(), Err(NotStorable::Method));
+        }
+        let head = Case {
+            method: Method::HEAD,
+            ..Case::new("max-age=60")
+        };
+        assert_eq!(head.verdict(), Ok(()));
+    }
+
+    #[test]
+    fn every_heuristically_cacheable_status_is_stored_without_freshness() {
+        for status in HEURISTICALLY_CACHEABLE {
+            assert_eq!(
+                Case::new("").status(status.as_u16()).verdict(),
+                Ok(()),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_statuses_need_explicit_freshness() {
+        for status in [201, 302, 303, 307, 400, 403, 500, 502, 503] {
+            assert_eq!(
+                Case::new("").status(status).verdict(),
+                Err(NotStorable::NoFreshness)
+            );
+            assert_eq!(Case::new("max-age=5").status(status).verdict(), Ok(()));
+            assert_eq!(Case::new("s-maxage=5").status(status).verdict(), Ok(()));
+            assert_eq!(Case::new("public").status(status).verdict(), Ok(()));
+            let expires = Case::new("").status(status).response("expires", "0");
+            assert_eq!(expires.verdict(), Ok(()));
+        }
+    }
+
+    #[test]
+    fn partial_content_interim_and_unknown_statuses_are_not_stored() {
+        let partial = Case::new("max-age=60").status(206);
+        assert_eq!(partial.verdict(), Err(NotStorable::PartialContent));
+        for status in [100, 103, 304, 299, 599, 209] {
+            assert_eq!(
+                Case::new("max-age=60").status(status).verdict(),
+                Err(NotStorable::Status)
+            );
+        }
+    }
+
+    #[test]
+    fn no_store_in_request_or_response_prevents_storing() {
+        assert_eq!(
+            Case::new("max-age=60, no-store").verdict(),
+            Err(NotStorable::NoStore)
+        );
+        let request = Case::new("max-age=60").request("cache-control", "no-store");
+        assert_eq!(request.verdict(), Err(NotStorable::RequestNoStore));
+    }
+
+    #[test]
+    fn must_understand_lifts_no_store_only_for_understood_statuses() {
+        let understood = Case::new("no-store, must-understand, max-age=60");
+        assert_eq!(understood.verdict(), Ok(()));
+        let unknown = Case::new("no-store, must-understand, max-age=60").status(299);
+        assert_eq!(unknown.verdict(), Err(NotStorable::MustUnderstand));
+    }
+
+    #[test]
+    fn unqualified_private_is_never_stored_even_with_s_maxage() {
+        assert_eq!(
+            Case::new("private, max-age=60").verdict(),
+            Err(NotStorable::Private)
+        );
+        assert_eq!(
+            Case::new("private, s-maxage=60").verdict(),
+            Err(NotStorable::Private)
+        );
+        assert_eq!(
+            Case::new("private, public").verdict(),
+            Err(NotStorable::Private)
+        );
+        assert_eq!(
+            Case::new("private=\"set-cookie\", max-age=60").verdict(),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn no_cache_is_stored() {
+        assert_eq!(Case::new("no-cache").verdict(), Ok(()));
+        assert_eq!(Case::new("no-cache, max-age=60").verdict(), Ok(()));
+    }
+
+    #[test]
+    fn authorization_needs_public_must_revalidate_or_s_maxage() {
+        let auth = |cc| Case::new(cc).request("authorization", "Bearer x");
+        assert_eq!(
+            auth("max-age=60").verdict(),
+            Err(NotStorable::Authorization)
+        );
+        assert_eq!(auth("").verdict(), Err(NotStorable::Authorization));
+        assert_eq!(auth("public").verdict(), Ok(()));
+        assert_eq!(auth("public, max-age=60").verdict(), Ok(()));
+        assert_eq!(auth("s-maxage=60").verdict(), Ok(()));
+        assert_eq!(auth("must-revalidate, max-age=60").verdict(), Ok(()));
+        assert_eq!(
+            auth("private, s-maxage=60").verdict(),
+            Err(NotStorable::Private)
+        );
+    }
+
+    #[test]
+    fn targeted_fields_decide_storability() {
+        let case = Case::new("no-store").response("cdn-cache-control", "max-age=60");
+        assert_eq!(case.verdict(), Ok(()));
+        let case = Case::new("max-age=60").response("strata-cache-control", "private");
+        assert_eq!(case.verdict(), Err(NotStorable::Private));
+        // Expires does not count under a targeted field.
+        let case = Case::new("")
+            .status(302)
+            .response("expires", "Thu, 01 Jan 2099 00:00:00 GMT")
+            .response("strata-cache-control", "no-transform");
+        assert_eq!(case.verdict(), Err(NotStorable::NoFreshness));
+    }
+
+    #[test]
+    fn vary_star_is_not_stored() {
+        let case = Case::new("max-age=60").response("vary", "accept, *");
+        assert_eq!(case.verdict(), Err(NotStorable::VaryAny));
+    }
+
+    #[test]
+    fn reasons_have_cache_status_tokens() {
+        assert_eq!(NotStorable::PartialContent.to_string(), "partial-content");
+        assert_eq!(NotStorable::Authorization.detail(), "authorization");
+    }
+
+    #[test]
+    fn stripping_removes_hop_by_hop_connection_listed_and_private_fields() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("connection", "x-trace, close"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("x-trace", "1"),
+            ("set-cookie", "a=b"),
+            ("content-type", "text/plain"),
+            ("x-user", "u"),
+        ] {
+            headers.append(name, HeaderValue::from_static(value));
+        }
+        assert!(is_hop_by_hop(&HeaderName::from_static("x-trace"), &headers));
+        assert!(!is_hop_by_hop(
+            &HeaderName::from_static("content-type"),
+            &headers
+        ));
+        let directives = ResponseDirectives::parse(&[HeaderValue::from_static(
+            "private=\"set-cookie\", no-cache=\"x-user\"",
+        )]);
+        strip_unstorable_fields(&mut headers, &directives);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-type", "x-user"]);
+    }
+}

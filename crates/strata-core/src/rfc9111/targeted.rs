@@ -1,0 +1,563 @@
+//! Targeted cache-control fields (RFC 9213): which field's directives this
+//! cache obeys.
+//!
+//! strata's target list is `[Strata-Cache-Control, CDN-Cache-Control]`, the
+//! second only when the layer is configured to act as a CDN. The first
+//! field on the list that is present, valid and non-empty replaces
+//! `Cache-Control` *and* `Expires` entirely (RFC 9213 §2.1); otherwise
+//! `Cache-Control` applies as usual. Targeted fields are Structured Field
+//! Dictionaries (RFC 9213 §2.2, RFC 8941 §3.2), parsed strictly: a parse
+//! error makes the whole field ignored.
+
+use std::borrow::Cow;
+
+use http::header::CACHE_CONTROL;
+use http::{HeaderMap, HeaderName};
+
+use super::directives::{DELTA_SECONDS_MAX, FieldScope, ResponseDirectives, field_list};
+
+/// `Strata-Cache-Control`: directives for strata alone, which the layer
+/// obeys before any other and strips from what it sends downstream.
+pub const STRATA_CACHE_CONTROL: HeaderName = HeaderName::from_static("strata-cache-control");
+
+/// `CDN-Cache-Control` (RFC 9213 §3): directives for CDN caches, obeyed
+/// only when the layer is configured to act as one.
+pub const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
+
+/// The field a response's directives were taken from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum DirectiveSource {
+    /// `Cache-Control` (RFC 9111 §5.2), with `Expires` (§5.3); also when
+    /// the response has no directives at all.
+    #[default]
+    CacheControl,
+    /// [`CDN_CACHE_CONTROL`] (RFC 9213 §3).
+    Cdn,
+    /// [`STRATA_CACHE_CONTROL`].
+    Strata,
+}
+
+impl DirectiveSource {
+    /// The name of the field.
+    pub fn header_name(self) -> HeaderName {
+        match self {
+            Self::CacheControl => CACHE_CONTROL,
+            Self::Cdn => CDN_CACHE_CONTROL,
+            Self::Strata => STRATA_CACHE_CONTROL,
+        }
+    }
+
+    /// Whether it is a targeted field, which makes the cache ignore
+    /// `Cache-Control` and `Expires` (RFC 9213 §2.1).
+    pub fn is_targeted(self) -> bool {
+        !matches!(self, Self::CacheControl)
+    }
+}
+
+/// The directives this cache obeys for a response (RFC 9213 §2.1): those of
+/// `Strata-Cache-Control`, else of `CDN-Cache-Control` when `honour_cdn`,
+/// else of `Cache-Control`. A targeted field counts only when it is a
+/// valid, non-empty Structured Field Dictionary; [`ResponseDirectives::source`]
+/// says which field was used.
+///
+/// ```
+/// use http::{HeaderMap, HeaderValue};
+/// use strata_core::rfc9111::{CDN_CACHE_CONTROL, DirectiveSource, response_directives};
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("cache-control", HeaderValue::from_static("no-store"));
+/// headers.insert(CDN_CACHE_CONTROL, HeaderValue::from_static("max-age=600"));
+/// let cdn = response_directives(&headers, true);
+/// assert_eq!((cdn.source, cdn.max_age, cdn.no_store), (DirectiveSource::Cdn, Some(600), false));
+/// let plain = response_directives(&headers, false);
+/// assert!(plain.no_store);
+/// ```
+pub fn response_directives(headers: &HeaderMap, honour_cdn: bool) -> ResponseDirectives {
+    if let Some(directives) = targeted_directives(headers, DirectiveSource::Strata) {
+        return directives;
+    }
+    if honour_cdn && let Some(directives) = targeted_directives(headers, DirectiveSource::Cdn) {
+        return directives;
+    }
+    ResponseDirectives::from_cache_control(headers)
+}
+
+/// The directives of one targeted field, or `None` when it is absent,
+/// empty or not a valid Structured Field Dictionary (RFC 9213 §2.2).
+///
+/// Members' parameters are ignored. A repeated member counts only in its
+/// last occurrence (RFC 8941 §3.2). Directives without an argument are
+/// Boolean `true`, and `?0` reads as absent. A delta-seconds directive
+/// whose value is not a non-negative Integer makes the freshness invalid
+/// (`max-age`, `s-maxage`: the response is stale) or is dropped (stale
+/// windows), as in `Cache-Control`. Field lists (`private`, `no-cache`) may
+/// be a String (`"a, b"`) or an Inner List of Tokens or Strings.
+pub fn targeted_directives(
+    headers: &HeaderMap,
+    source: DirectiveSource,
+) -> Option<ResponseDirectives> {
+    if !source.is_targeted() {
+        return None;
+    }
+    let mut lines = headers.get_all(source.header_name()).iter();
+    let first = lines.next()?;
+    let combined: Cow<'_, [u8]> = match lines.next() {
+        None => Cow::Borrowed(first.as_bytes()),
+        Some(second) => {
+            // RFC 8941 §4.2: combine field lines with commas before parsing.
+            let mut joined = first.as_bytes().to_vec();
+            for line in std::iter::once(second).chain(lines) {
+                joined.extend_from_slice(b", ");
+                joined.extend_from_slice(line.as_bytes());
+            }
+            Cow::Owned(joined)
+        }
+    };
+    let mut directives = ResponseDirectives {
+        source,
+        ..ResponseDirectives::default()
+    };
+    // Applied in order, each member overwriting what an earlier one with
+    // the same key set: only the last occurrence counts (RFC 8941 §3.2).
+    let mut invalid = Invalid::default();
+    let members = parse_dictionary(&combined, |key, item| {
+        apply(&mut directives, &mut invalid, key, &item);
+    })?;
+    if members == 0 {
+        return None;
+    }
+    directives.invalid_freshness = invalid.max_age || invalid.s_maxage;
+    Some(directives)
+}
+
+/// Which delta-seconds directives had, in their last occurrence, a value
+/// that is not a non-negative Integer.
+#[derive(Debug, Default)]
+struct Invalid {
+    max_age: bool,
+    s_maxage: bool,
+}
+
+fn apply(directives: &mut ResponseDirectives, invalid: &mut Invalid, key: &str, item: &Item<'_>) {
+    match key {
+        "max-age" => {
+            directives.max_age = seconds(item);
+            invalid.max_age = directives.max_age.is_none();
+        }
+        "s-maxage" => {
+            directives.s_maxage = seconds(item);
+            invalid.s_maxage = directives.s_maxage.is_none();
+        }
+        "stale-while-revalidate" => directives.stale_while_revalidate = seconds(item),
+        "stale-if-error" => directives.stale_if_error = seconds(item),
+        "no-cache" => directives.no_cache = scope(item),
+        "private" => directives.private = scope(item),
+        "no-store" => directives.no_store = flag(item),
+        "public" => directives.public = flag(item),
+        "must-revalidate" => directives.must_revalidate = flag(item),
+        "proxy-revalidate" => directives.proxy_revalidate = flag(item),
+        "must-understand" => directives.must_understand = flag(item),
+        "no-transform" => directives.no_transform = flag(item),
+        "immutable" => directives.immutable = flag(item),
+        _ => {}
+    }
+}
+
+fn seconds(item: &Item<'_>) -> Option<u32> {
+    match *item {
+        Item::Integer(value) if value >= 0 => {
+            Some(u32::try_from(value).map_or(DELTA_SECONDS_MAX, |v| v.min(DELTA_SECONDS_MAX)))
+        }
+        _ => None,
+    }
+}
+
+/// A directive that takes no argument: present unless `?0`.
+fn flag(item: &Item<'_>) -> bool {
+    !matches!(item, Item::Boolean(false))
+}
+
+fn scope(item: &Item<'_>) -> Option<FieldScope> {
+    match item {
+        Item::Boolean(false) => None,
+        Item::String(list) => Some(field_list(list.as_bytes())),
+        Item::InnerList(members) => {
+            let mut joined = String::new();
+            for member in members {
+                match member {
+                    Item::Token(name) => joined.push_str(name),
+                    Item::String(name) => joined.push_str(name),
+                    _ => return Some(FieldScope::All),
+                }
+                joined.push(',');
+            }
+            Some(field_list(joined.as_bytes()))
+        }
+        _ => Some(FieldScope::All),
+    }
+}
+
+/// A Structured Field item (RFC 8941 §3.3), parameters dropped; the types
+/// no directive uses are kept as [`Item::Other`].
+#[derive(Debug, Clone, PartialEq)]
+enum Item<'a> {
+    Integer(i64),
+    String(Cow<'a, str>),
+    Token(&'a str),
+    Boolean(bool),
+    InnerList(Vec<Item<'a>>),
+    /// A Decimal or a Byte Sequence.
+    Other,
+}
+
+/// Parses a Structured Field Dictionary (RFC 8941 §4.2.2), handing each
+/// member to `member` in order; returns how many there were, or `None` on
+/// any parse error (after which what `member` saw must be discarded).
+fn parse_dictionary<'a>(
+    input: &'a [u8],
+    mut member: impl FnMut(&'a str, Item<'a>),
+) -> Option<usize> {
+    // Structured fields are ASCII; anything else is a parse error.
+    let input = std::str::from_utf8(input).ok().filter(|s| s.is_ascii())?;
+    let mut parser = Parser {
+        input: input.as_bytes(),
+        text: input,
+        pos: 0,
+    };
+    parser.skip_sp();
+    let mut members = 0;
+    while !parser.at_end() {
+        let key = parser.key()?;
+        let item = if parser.eat(b'=') {
+            parser.item_or_inner_list()?
+        } else {
+            parser.parameters()?;
+            Item::Boolean(true)
+        };
+        member(key, item);
+        members += 1;
+        parser.skip_ows();
+        if parser.at_end() {
+            break;
+        }
+        if !parser.eat(b',') {
+            return None;
+        }
+        parser.skip_ows();
+        if parser.at_end() {
+            return None; // a trailing comma
+        }
+    }
+    Some(members)
+}
+
+#[derive(Debug)]
+struct Parser<'a> {
+    input: &'a [u8],
+    text: &'a str,
+    pos: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn at_end(&self) -> bool {
+        // Trailing SP was part of the field value's OWS.
+        self.input[self.pos..].iter().all(|&b| b == b' ')
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.input.get(self.pos).copied()
+    }
+
+    fn eat(&mut self, b: u8) -> bool {
+        if self.peek() == Some(b) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn skip_sp(&mut self) {
+        while self.peek() == Some(b' ') {
+            self.pos += 1;
+        }
+    }
+
+    fn skip_ows(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.pos += 1;
+        }
+    }
+
+    fn take_while(&mut self, accept: impl Fn(u8) -> bool) -> &'a str {
+        let start = self.pos;
+        while self.peek().is_some_and(&accept) {
+            self.pos += 1;
+        }
+        &self.text[start..self.pos]
+    }
+
+    /// `key = ( lcalpha / "*" ) *( lcalpha / DIGIT / "_" / "-" / "." / "*" )`
+    fn key(&mut self) -> Option<&'a str> {
+        if !matches!(self.peek(), Some(b'a'..=b'z' | b'*')) {
+            return None;
+        }
+        Some(
+            self.take_while(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' | b'*')),
+        )
+    }
+
+    fn parameters(&mut self) -> Option<()> {
+        while self.eat(b';') {
+            self.skip_sp();
+            self.key()?;
+            if self.eat(b'=') {
+                self.bare_item()?;
+            }
+        }
+        Some(())
+    }
+
+    fn item_or_inner_list(&mut self) -> Option<Item<'a>> {
+        if self.eat(b'(') {
+            let mut members = Vec::new();
+            loop {
+                self.skip_sp();
+                if self.eat(b')') {
+                    self.parameters()?;
+                    return Some(Item::InnerList(members));
+                }
+                let member = self.bare_item()?;
+                self.parameters()?;
+                members.push(member);
+                if !matches!(self.peek(), Some(b' ' | b')')) {
+                    return None;
+                }
+            }
+        }
+        let item = self.bare_item()?;
+        self.parameters()?;
+        Some(item)
+    }
+
+    fn bare_item(&mut self) -> Option<Item<'a>> {
+        match self.peek()? {
+            b'-' | b'0'..=b'9' => self.number(),
+            b'"' => self.string(),
+            b'*' | b'a'..=b'z' | b'A'..=b'Z' => {
+                Some(Item::Token(self.take_while(|b| {
+                    super::directives::is_tchar(b) || b == b':' || b == b'/'
+                })))
+            }
+            b':' => {
+                self.pos += 1;
+                self.take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
+                self.eat(b':').then_some(Item::Other)
+            }
+            b'?' => {
+                self.pos += 1;
+                let value = match self.peek()? {
+                    b'0' => false,
+                    b'1' => true,
+                    _ => return None,
+                };
+                self.pos += 1;
+                Some(Item::Boolean(value))
+            }
+            _ => None,
+        }
+    }
+
+    /// RFC 8941 §4.2.4: at most 15 integer digits, or 12 and up to 3
+    /// fractional digits for a Decimal.
+    fn number(&mut self) -> Option<Item<'a>> {
+        let negative = self.eat(b'-');
+        let digits = self.take_while(|b| b.is_ascii_digit());
+        if digits.is_empty() {
+            return None;
+        }
+        if self.eat(b'.') {
+            let fraction = self.take_while(|b| b.is_ascii_digit());
+            return (digits.len() <= 12 && (1..=3).contains(&fraction.len()))
+                .then_some(Item::Other);
+        }
+        if digits.len() > 15 {
+            return None;
+        }
+        let value: i64 = digits.parse().ok()?;
+        Some(Item::Integer(if negative { -value } else { value }))
+    }
+
+    fn string(&mut self) -> Option<Item<'a>> {
+        self.pos += 1;
+        let start = self.pos;
+        let mut escaped = false;
+        loop {
+            match self.peek()? {
+                b'\\' => {
+                    self.pos += 1;
+                    if !matches!(self.peek()?, b'"' | b'\\') {
+                        return None;
+                    }
+                    escaped = true;
+                    self.pos += 1;
+                }
+                b'"' => break,
+                0x20..=0x7e => self.pos += 1,
+                _ => return None,
+            }
+        }
+        let raw = &self.text[start..self.pos];
+        self.pos += 1;
+        Some(Item::String(if escaped {
+            Cow::Owned(raw.replace("\\\\", "\\").replace("\\\"", "\""))
+        } else {
+            Cow::Borrowed(raw)
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(fields: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in fields {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn the_strata_field_wins_over_the_cdn_field_and_cache_control() {
+        let map = headers(&[
+            ("cache-control", "max-age=10"),
+            ("cdn-cache-control", "max-age=20"),
+            ("strata-cache-control", "max-age=30"),
+        ]);
+        let cc = response_directives(&map, true);
+        assert_eq!((cc.source, cc.max_age), (DirectiveSource::Strata, Some(30)));
+        assert_eq!(cc.source.header_name(), STRATA_CACHE_CONTROL);
+    }
+
+    #[test]
+    fn the_cdn_field_counts_only_when_configured() {
+        let map = headers(&[
+            ("cache-control", "max-age=10"),
+            ("cdn-cache-control", "max-age=20"),
+        ]);
+        assert_eq!(response_directives(&map, true).max_age, Some(20));
+        let plain = response_directives(&map, false);
+        assert_eq!(
+            (plain.source, plain.max_age),
+            (DirectiveSource::CacheControl, Some(10))
+        );
+    }
+
+    #[test]
+    fn a_targeted_field_replaces_cache_control_entirely() {
+        let map = headers(&[
+            ("cache-control", "private, no-store, must-revalidate"),
+            ("strata-cache-control", "max-age=60"),
+        ]);
+        let cc = response_directives(&map, false);
+        assert_eq!(cc.max_age, Some(60));
+        assert!(cc.private.is_none() && !cc.no_store && !cc.must_revalidate);
+        assert!(cc.source.is_targeted());
+    }
+
+    #[test]
+    fn an_invalid_or_empty_targeted_field_falls_back() {
+        for bad in [
+            "Max-Age=60",
+            "max-age=60,",
+            "max-age=60 x",
+            "max-age=1234567890123456",
+            "private=\"unterminated",
+            "",
+            "   ",
+            "max-age=é",
+        ] {
+            let mut map = headers(&[("cache-control", "max-age=10")]);
+            map.append(
+                STRATA_CACHE_CONTROL,
+                HeaderValue::from_bytes(bad.as_bytes()).unwrap(),
+            );
+            let cc = response_directives(&map, false);
+            assert_eq!(cc.source, DirectiveSource::CacheControl, "{bad:?}");
+            assert_eq!(cc.max_age, Some(10));
+        }
+        // An invalid strata field does not hide a valid CDN one.
+        let map = headers(&[
+            ("strata-cache-control", "MAX-AGE"),
+            ("cdn-cache-control", "max-age=20"),
+        ]);
+        assert_eq!(response_directives(&map, true).source, DirectiveSource::Cdn);
+    }
+
+    #[test]
+    fn structured_values_are_typed() {
+        let map = headers(&[(
+            "cdn-cache-control",
+            "max-age=60;x=1, no-store=?0, must-revalidate, private=(set-cookie \"x-user\"), stale-if-error=30",
+        )]);
+        let cc = targeted_directives(&map, DirectiveSource::Cdn).unwrap();
+        assert_eq!(cc.max_age, Some(60));
+        assert!(!cc.no_store && cc.must_revalidate);
+        assert_eq!(
+            cc.private,
+            Some(FieldScope::Only(vec![
+                HeaderName::from_static("set-cookie"),
+                HeaderName::from_static("x-user")
+            ]))
+        );
+        assert_eq!(cc.stale_if_error, Some(30));
+        let map = headers(&[("cdn-cache-control", "no-cache=\"set-cookie, x-a\"")]);
+        let cc = targeted_directives(&map, DirectiveSource::Cdn).unwrap();
+        assert!(matches!(cc.no_cache, Some(FieldScope::Only(ref n)) if n.len() == 2));
+    }
+
+    #[test]
+    fn wrongly_typed_max_age_makes_the_response_stale() {
+        for value in [
+            "max-age=\"60\"",
+            "max-age=-1",
+            "max-age=1.5",
+            "max-age",
+            "s-maxage=:AA==:",
+        ] {
+            let map = headers(&[("cdn-cache-control", value)]);
+            let cc = targeted_directives(&map, DirectiveSource::Cdn).unwrap();
+            assert!(cc.invalid_freshness, "{value}");
+        }
+    }
+
+    #[test]
+    fn the_last_duplicate_member_wins_in_a_targeted_field() {
+        let map = headers(&[
+            ("cdn-cache-control", "max-age=-1, max-age=60"),
+            ("cdn-cache-control", "no-store, no-store=?0"),
+        ]);
+        let cc = targeted_directives(&map, DirectiveSource::Cdn).unwrap();
+        assert_eq!(cc.max_age, Some(60));
+        assert!(!cc.invalid_freshness && !cc.no_store);
+    }
+
+    #[test]
+    fn large_integers_saturate() {
+        let map = headers(&[("cdn-cache-control", "max-age=999999999999999")]);
+        let cc = targeted_directives(&map, DirectiveSource::Cdn).unwrap();
+        assert_eq!(cc.max_age, Some(DELTA_SECONDS_MAX));
+    }
+
+    #[test]
+    fn cache_control_is_never_read_as_a_targeted_field() {
+        let map = headers(&[("cache-control", "max-age=1")]);
+        assert_eq!(
+            targeted_directives(&map, DirectiveSource::CacheControl),
+            None
+        );
+    }
+}
