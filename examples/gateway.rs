@@ -7,10 +7,16 @@
 //! `Via: 1.1 strata` are added, and bodies stream through as they arrive.
 //! strata's cache layer wraps the proxy (see `gateway/proxy.rs`, `gateway`).
 //!
-//! Today the layer stores only routes that declare a `CachePolicy`, and a
-//! proxied response declares none: the gateway forwards everything and
-//! stores nothing yet. Storing per the upstream's `Cache-Control`,
-//! `Expires`, `Vary` and validators (RFC 9111) is the next step.
+//! The cache's default policy is [`CachePolicy::origin`]: what it stores,
+//! for how long and under which tags is what the upstream's own headers say
+//! (RFC 9111 as a shared cache: `s-maxage`, `max-age`, `Expires`, heuristic
+//! freshness from `Last-Modified`, `Age`, `Vary`, `private`, `no-store`,
+//! the `Authorization` rule, `stale-while-revalidate` and `stale-if-error`,
+//! `Strata-Cache-Control`, `Surrogate-Key` and `Cache-Tag`). A successful
+//! write drops its URL and the same-origin `Location` and
+//! `Content-Location` URLs. Not yet: request directives from clients,
+//! revalidating a stale entry upstream with its validators, `no-cache`
+//! responses (passed through, not stored).
 //!
 //! # Environment
 //!
@@ -57,7 +63,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use proxy::{ProxyOptions, Upstream};
-use strata::{Cache, Config};
+use strata::{Cache, CachePolicy, Config};
 
 /// What the environment asks for, checked before anything starts.
 #[derive(Debug)]
@@ -84,7 +90,12 @@ async fn main() -> ExitCode {
     // A store that cannot be built (a malformed REDIS_URL) is a setting
     // error too; a Redis that is down is not (the store starts without it).
     let cache = match strata_redis::store_from_config(&settings.config) {
-        Ok(store) => settings.config.builder().store(store).build(),
+        Ok(store) => settings
+            .config
+            .builder()
+            .default_policy(CachePolicy::origin())
+            .store(store)
+            .build(),
         Err(error) => {
             eprintln!("gateway: {error}");
             return ExitCode::from(2);

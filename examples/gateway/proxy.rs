@@ -89,12 +89,10 @@ pub const HOP_BY_HOP: [HeaderName; 9] = [
 pub fn gateway(upstream: Upstream, cache: &Cache, options: ProxyOptions) -> Router {
     Router::new()
         .fallback_service(Proxy::new(upstream, options))
-        // THE CACHE. Today the layer stores only routes that declare a
-        // `CachePolicy`, and a proxied response declares none, so every
-        // request passes through (GET/HEAD are looked up, writes invalidate
-        // their URL). The origin-header mode (issue 7) is switched on here:
-        // this one line becomes the layer configured to honour the
-        // upstream's `Cache-Control`, `Expires`, `Vary` and validators.
+        // THE CACHE. Build `cache` with `CachePolicy::origin()` as its
+        // default policy (as `main` does) and it stores what the upstream's
+        // own headers allow; GET and HEAD are looked up, writes invalidate
+        // their URLs.
         .layer(cache.layer())
 }
 

@@ -29,6 +29,9 @@ pub enum Scope {
     NoCache,
     /// Never stored and never revalidated (`no-store`).
     NoStore,
+    /// Decided by the response's own headers, as a shared cache decides
+    /// (RFC 9111): see [`CachePolicy::origin`].
+    Origin,
 }
 
 /// How a route's GET responses may be cached.
@@ -106,6 +109,30 @@ impl CachePolicy {
     /// Never stored, no validators added: `Cache-Control: no-store`.
     pub fn no_store() -> Self {
         Self::new(Scope::NoStore, Duration::ZERO)
+    }
+
+    /// Let the response's own headers decide, as a shared cache (RFC 9111)
+    /// would: whether it may be stored (`no-store`, `private`, the
+    /// `Authorization` rule, the status), for how long (`s-maxage`, then
+    /// `max-age`, then `Expires` - `Date`, then 10 % of the time since
+    /// `Last-Modified` for the statuses the RFC allows, at most a day),
+    /// its `Age` (counting the upstream's), its stale windows, and its
+    /// tags (`Surrogate-Key`, `Cache-Tag`). A `Strata-Cache-Control` field
+    /// overrides `Cache-Control` for strata alone (RFC 9213) and is
+    /// removed. The response's headers are kept as they are.
+    ///
+    /// Make it the cache's default for a gateway in front of a service
+    /// that already says how its responses may be cached
+    /// (`CacheBuilder::default_policy`); routes with a policy of their
+    /// own keep it. Responses that say nothing are not stored.
+    ///
+    /// ```
+    /// use strata_core::{CachePolicy, policy::Scope};
+    ///
+    /// assert_eq!(CachePolicy::origin().scope(), Scope::Origin);
+    /// ```
+    pub fn origin() -> Self {
+        Self::new(Scope::Origin, Duration::ZERO)
     }
 
     /// Adds a tag, so [`CacheHandle::invalidate_tag`](crate::CacheHandle::invalidate_tag)
@@ -211,7 +238,9 @@ impl CachePolicy {
         &self.inner.vary
     }
 
-    /// The `Cache-Control` value the layer writes for this policy.
+    /// The `Cache-Control` value the layer writes for this policy (none is
+    /// written under [`origin`](Self::origin): `no-store` is only this
+    /// value's placeholder there).
     pub fn cache_control(&self) -> &HeaderValue {
         &self.inner.cache_control
     }
@@ -236,9 +265,14 @@ impl CachePolicy {
             .max(self.inner.stale_if_error)
     }
 
-    /// Whether responses under this policy are ever stored.
+    /// Whether responses under this policy may be stored (under
+    /// [`origin`](Self::origin), when their headers allow it).
     pub fn is_storable(&self) -> bool {
-        matches!(self.inner.scope, Scope::Public | Scope::Private) && !self.inner.ttl.is_zero()
+        match self.inner.scope {
+            Scope::Public | Scope::Private => !self.inner.ttl.is_zero(),
+            Scope::Origin => true,
+            Scope::NoCache | Scope::NoStore => false,
+        }
     }
 }
 
@@ -248,7 +282,7 @@ fn render_cache_control(inner: &PolicyInner) -> HeaderValue {
         Scope::Public => format!("public, max-age={ttl}"),
         Scope::Private => format!("private, max-age={ttl}"),
         Scope::NoCache => return HeaderValue::from_static("no-cache"),
-        Scope::NoStore => return HeaderValue::from_static("no-store"),
+        Scope::NoStore | Scope::Origin => return HeaderValue::from_static("no-store"),
     };
     if let (Scope::Public, Some(shared)) = (inner.scope, inner.s_maxage) {
         value.push_str(&format!(", s-maxage={}", shared.as_secs()));

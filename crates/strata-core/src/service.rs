@@ -42,6 +42,7 @@ use crate::flight::Join;
 use crate::handle::{Filled, Outcome, Shared};
 use crate::key::normalize_url;
 use crate::policy::{CachePolicy, Invalidates, Scope};
+use crate::rfc9111::{self, RequestDirectives, ResponseDirectives, ResponseTiming};
 use crate::stats::bump;
 use crate::store::{BoxFuture, Invalidation};
 
@@ -175,9 +176,17 @@ where
                 Ok(response.map(CacheBody::inner))
             });
         }
-        let path = request.uri().path().to_owned();
+        let write = Write {
+            method: request.method().clone(),
+            origin: rfc9111::Origin::of_request(
+                request.uri(),
+                request.headers(),
+                http::uri::Scheme::HTTP,
+            ),
+            target: request.uri().clone(),
+        };
         let future = Oneshot::new(S::clone(&self.inner), request);
-        ResponseFuture::boxed(after_write(Arc::clone(&self.shared), future, path))
+        ResponseFuture::boxed(after_write(Arc::clone(&self.shared), future, write))
     }
 }
 
@@ -340,34 +349,18 @@ struct StaleWindows {
 
 impl StaleWindows {
     fn of(headers: &HeaderMap) -> Self {
-        let mut windows = Self::default();
-        for value in headers.get_all(CACHE_CONTROL) {
-            let Ok(value) = value.to_str() else { continue };
-            for directive in value.split(',') {
-                let (name, argument) = match directive.split_once('=') {
-                    Some((name, argument)) => {
-                        (name.trim(), Some(argument.trim().trim_matches('"')))
-                    }
-                    None => (directive.trim(), None),
-                };
-                let seconds = || {
-                    argument
-                        .and_then(|a| a.parse::<u64>().ok())
-                        .map_or(Duration::ZERO, Duration::from_secs)
-                };
-                if name.eq_ignore_ascii_case("stale-while-revalidate") {
-                    windows.while_revalidate = seconds();
-                } else if name.eq_ignore_ascii_case("stale-if-error") {
-                    windows.if_error = seconds();
-                } else if ["must-revalidate", "proxy-revalidate", "no-cache"]
-                    .iter()
-                    .any(|never| name.eq_ignore_ascii_case(never))
-                {
-                    return Self::default();
-                }
-            }
+        Self::from_directives(&ResponseDirectives::from_cache_control(headers))
+    }
+
+    fn from_directives(directives: &ResponseDirectives) -> Self {
+        if directives.forbids_stale() {
+            return Self::default();
         }
-        windows
+        let window = |seconds: Option<u32>| Duration::from_secs(u64::from(seconds.unwrap_or(0)));
+        Self {
+            while_revalidate: window(directives.stale_while_revalidate),
+            if_error: window(directives.stale_if_error),
+        }
     }
 }
 
@@ -384,33 +377,41 @@ fn unstorable_reason<B: Body>(
     max_body: usize,
 ) -> Option<&'static str> {
     let headers = response.headers();
-    if !STORABLE_STATUSES.contains(&response.status()) {
+    let origin = policy.scope() == Scope::Origin;
+    // Under `origin` the response's headers decided status and freshness
+    // already (`origin_plan`).
+    if !origin && !STORABLE_STATUSES.contains(&response.status()) {
         return Some("status");
     }
     if policy.scope() == Scope::Private && user.is_none() {
         return Some("anonymous");
     }
-    if policy.scope() == Scope::Public && headers.contains_key(SET_COOKIE) {
+    // A shared entry never replays one client's cookie to others.
+    if (policy.scope() == Scope::Public || origin) && headers.contains_key(SET_COOKIE) {
         return Some("set-cookie");
     }
     // The handler marked its own response as one user's (RFC 9111
     // §5.2.2.7): a shared entry would serve it to everyone.
-    if policy.scope() == Scope::Public && header_has_token(headers, &CACHE_CONTROL, "private") {
-        return Some("private");
-    }
-    if header_has_token(headers, &CACHE_CONTROL, "no-store") {
-        return Some("no-store");
-    }
-    // The handler asked for revalidation on every use; strata does not
-    // revalidate stored responses, so it must not store this one.
-    if header_has_token(headers, &CACHE_CONTROL, "no-cache") {
-        return Some("no-cache");
-    }
-    if policy.ttl().is_zero() {
-        return Some("ttl");
-    }
-    if header_has_token(headers, &VARY, "*") {
-        return Some("vary-star");
+    // Under `origin`, `origin_plan` read these from the field that
+    // applies to strata (perhaps `Strata-Cache-Control`, not these).
+    if !origin {
+        if policy.scope() == Scope::Public && header_has_token(headers, &CACHE_CONTROL, "private") {
+            return Some("private");
+        }
+        if header_has_token(headers, &CACHE_CONTROL, "no-store") {
+            return Some("no-store");
+        }
+        // The handler asked for revalidation on every use; strata does
+        // not revalidate stored responses, so it must not store this one.
+        if header_has_token(headers, &CACHE_CONTROL, "no-cache") {
+            return Some("no-cache");
+        }
+        if policy.ttl().is_zero() {
+            return Some("ttl");
+        }
+        if header_has_token(headers, &VARY, "*") {
+            return Some("vary-star");
+        }
     }
     let is_event_stream = headers
         .get(CONTENT_TYPE)
@@ -910,6 +911,9 @@ struct Ctx<'a> {
     /// Whether this is a client's request, which the figures count (a
     /// background refresh is not).
     counted: bool,
+    /// When the request went to the inner service (RFC 9111 §4.2.3
+    /// `request_time`).
+    sent_at: SystemTime,
 }
 
 impl Ctx<'_> {
@@ -965,6 +969,7 @@ where
         generation,
         mode,
         counted,
+        sent_at: shared.clock.now(),
     };
     std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
     let response = inner.call(Request::from_parts(parts, body)).await?;
@@ -1018,7 +1023,9 @@ where
                 None,
             )
         }
-        Scope::Public | Scope::Private => store_response(shared, response, &policy, ctx).await,
+        Scope::Public | Scope::Private | Scope::Origin => {
+            store_response(shared, response, &policy, ctx).await
+        }
     }
 }
 
@@ -1100,6 +1107,81 @@ where
     Buffered::Whole(first.unwrap_or_else(|| rest.freeze()))
 }
 
+/// The longest a response's own headers may keep it (fresh or stale):
+/// RFC 9111 lets them ask for up to 2^31 s.
+const MAX_ORIGIN_RETENTION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// What a response's own headers say about storing it, under
+/// [`CachePolicy::origin`].
+struct OriginPlan {
+    directives: ResponseDirectives,
+    ttl: Duration,
+    stale: Duration,
+    /// When the response was generated, by its corrected initial age, so
+    /// an entry's age is its RFC 9111 current age.
+    stored_at: SystemTime,
+    tags: Vec<String>,
+}
+
+/// Whether and how to store a response by its own headers (RFC 9111 §3,
+/// §4.2; RFC 5861; RFC 9213 for `Strata-Cache-Control`), or the
+/// `Cache-Status` detail of why not.
+fn origin_plan<B>(
+    shared: &Shared,
+    response: &Response<B>,
+    ctx: &Ctx<'_>,
+) -> Result<OriginPlan, &'static str> {
+    let headers = response.headers();
+    let directives = rfc9111::response_directives(headers, false);
+    let request = RequestDirectives::from_headers(&ctx.request_headers);
+    rfc9111::storable(
+        &Method::GET,
+        &ctx.request_headers,
+        &request,
+        response.status(),
+        headers,
+        &directives,
+    )
+    .map_err(rfc9111::NotStorable::detail)?;
+    // Storing would oblige revalidation on every use, which this cache
+    // does not do yet: not storing is allowed (RFC 9111 §3).
+    if directives.no_cache.is_some() {
+        return Err("no-cache");
+    }
+    let now = shared.clock.now();
+    let lifetime = rfc9111::freshness_lifetime(
+        response.status(),
+        headers,
+        &directives,
+        now,
+        rfc9111::DEFAULT_HEURISTIC_CAP,
+    );
+    if lifetime.duration.is_zero() {
+        return Err("no-freshness");
+    }
+    let tags = rfc9111::surrogate_keys(headers).map_err(|_| "surrogate-key")?;
+    let windows = StaleWindows::from_directives(&directives);
+    let timing = ResponseTiming::new(ctx.sent_at, now, headers);
+    // Older than its lifetime on arrival, with no stale window to serve it
+    // in: it could never answer a request.
+    if timing.corrected_initial_age() >= lifetime.duration
+        && windows.while_revalidate.is_zero()
+        && windows.if_error.is_zero()
+    {
+        return Err("already-stale");
+    }
+    Ok(OriginPlan {
+        ttl: lifetime.duration.min(MAX_ORIGIN_RETENTION),
+        stale: windows
+            .while_revalidate
+            .max(windows.if_error)
+            .min(MAX_ORIGIN_RETENTION),
+        stored_at: timing.generated_at(),
+        directives,
+        tags,
+    })
+}
+
 async fn store_response<B>(
     shared: &Shared,
     response: Response<B>,
@@ -1116,6 +1198,20 @@ where
         Mode::Pass => "miss",
         Mode::Bypass => "bypass",
         Mode::Refresh => "stale",
+    };
+    let origin = match policy.scope() {
+        Scope::Origin => match origin_plan(shared, &response, &ctx) {
+            Ok(plan) => Some(plan),
+            Err(reason) => {
+                ctx.tally(&shared.stats.bypasses);
+                let mut response = response.map(CacheBody::inner);
+                let headers = response.headers_mut();
+                headers.remove(rfc9111::STRATA_CACHE_CONTROL);
+                headers.insert(CACHE_STATUS, not_stored_status(fwd, reason));
+                return (response, None);
+            }
+        },
+        _ => None,
     };
     let reason = unstorable_reason(policy, &response, ctx.user.as_deref(), shared.max_body)
         .or(matches!(ctx.mode, Mode::Bypass).then_some("bypass"));
@@ -1134,7 +1230,10 @@ where
         }
         let mut response = response.map(CacheBody::inner);
         let headers = response.headers_mut();
-        if reason == "anonymous" {
+        if origin.is_some() {
+            // The response's own headers stand.
+            headers.remove(rfc9111::STRATA_CACHE_CONTROL);
+        } else if reason == "anonymous" {
             // Made for nobody in particular on a per-user URL: a browser
             // must not keep it and show it after its user logs in.
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -1157,7 +1256,11 @@ where
         Buffered::TooLong(read, rest) => {
             let mut response = Response::from_parts(head_parts, CacheBody::prefixed(read, rest));
             let headers = response.headers_mut();
-            headers.insert(CACHE_CONTROL, policy.cache_control().clone());
+            if origin.is_some() {
+                headers.remove(rfc9111::STRATA_CACHE_CONTROL);
+            } else {
+                headers.insert(CACHE_CONTROL, policy.cache_control().clone());
+            }
             headers.insert(CACHE_STATUS, not_stored_status(fwd, "too-large"));
             return (response, None);
         }
@@ -1182,13 +1285,25 @@ where
     } else {
         Vec::new()
     };
-    headers.insert(CACHE_CONTROL, policy.cache_control().clone());
+    match &origin {
+        // The origin's own fields stand, less those for strata alone and
+        // those `private="..."` keeps out of a shared entry.
+        Some(plan) => {
+            headers.remove(rfc9111::STRATA_CACHE_CONTROL);
+            rfc9111::strip_unstorable_fields(&mut headers, &plan.directives);
+        }
+        None => {
+            headers.insert(CACHE_CONTROL, policy.cache_control().clone());
+        }
+    }
     let etag = (!headers.contains_key(ETAG)).then(|| etag_for(&body));
     let stored_last_modified = headers
         .get(LAST_MODIFIED)
         .and_then(conditional::parse_http_date);
     let last_modified = stored_last_modified.unwrap_or(now);
-    let date = stored_last_modified.is_none().then(|| http_date(now));
+    // A made-up modification date is fine for the app's own responses,
+    // not for a copy of another server's.
+    let date = (stored_last_modified.is_none() && origin.is_none()).then(|| http_date(now));
     // Stored so that HEAD answers carry the GET's length.
     let length = (head_parts.status != StatusCode::NO_CONTENT).then(|| body.len().to_string());
     let [etag, date, length] = packed_values([
@@ -1228,14 +1343,27 @@ where
         ),
         None => ctx.primary.to_owned(),
     };
+    let (stored_at, ttl, stale, tags) = match origin {
+        Some(plan) => {
+            let mut tags = policy.tag_list().to_vec();
+            tags.extend(plan.tags);
+            (plan.stored_at, plan.ttl, plan.stale, tags)
+        }
+        None => (
+            now,
+            policy.ttl(),
+            policy.stale_retention(),
+            policy.tag_list().to_vec(),
+        ),
+    };
     let entry = Arc::new(Entry {
         key,
         name: ctx.name.clone(),
         user,
-        tags: policy.tag_list().to_vec(),
-        stored_at: now,
-        ttl: policy.ttl(),
-        stale: policy.stale_retention(),
+        tags,
+        stored_at,
+        ttl,
+        stale,
         kind: EntryKind::Response(CachedResponse::new(
             head_parts.status,
             headers,
@@ -1246,8 +1374,7 @@ where
     let mut writes = vec![Arc::clone(&entry)];
     if let Some(rule) = &rule {
         // The rule lasts as long as the variants may be served, stale too.
-        let ttl = policy.ttl().saturating_add(policy.stale_retention());
-        writes.push(rule_entry(shared, &ctx, rule.clone(), ttl));
+        writes.push(rule_entry(shared, &ctx, rule.clone(), entry.retention()));
     }
     let stored = shared.put_all(&writes, ctx.generation).await;
     let fwd = match ctx.mode {
@@ -1263,14 +1390,10 @@ where
         // right, but the cache does not hold it.
         Served::Fetched(fwd)
     };
-    let mut response = respond_from_entry(
-        shared,
-        &entry,
-        &ctx.request_headers,
-        ctx.head,
-        Duration::ZERO,
-        served,
-    );
+    // Not zero when an upstream said how old its response already was.
+    let age = entry.age(now);
+    let mut response =
+        respond_from_entry(shared, &entry, &ctx.request_headers, ctx.head, age, served);
     for cookie in cookies {
         response.headers_mut().append(SET_COOKIE, cookie);
     }
@@ -1364,10 +1487,18 @@ where
 
 /// After a successful unsafe request, drop the cached GETs of its URL and
 /// whatever the route declared with [`Invalidates`] (RFC 9111 §4.4).
+/// An unsafe request, as its invalidations need it.
+struct Write {
+    method: Method,
+    target: http::Uri,
+    /// The request's origin (scheme, host, port), when it can be told.
+    origin: Option<rfc9111::Origin>,
+}
+
 async fn after_write<F, B, E>(
     shared: Arc<Shared>,
     future: F,
-    path: String,
+    write: Write,
 ) -> Result<Response<CacheBody<B>>, E>
 where
     F: Future<Output = Result<Response<B>, E>>,
@@ -1377,7 +1508,24 @@ where
     if status.is_success() || status.is_redirection() {
         let declared = response.extensions().get::<Invalidates>();
         if !declared.is_some_and(Invalidates::keeps_own_url) {
-            let _ = shared.invalidate(&Invalidation::Url(path)).await;
+            // Its own URL, and the `Location` and `Content-Location` URLs
+            // on the same origin (RFC 9111 §4.4).
+            let mut paths = vec![write.target.path().to_owned()];
+            for url in rfc9111::invalidation_targets(
+                &write.method,
+                status,
+                &write.target,
+                write.origin.as_ref(),
+                response.headers(),
+            ) {
+                let path = url.split('?').next().unwrap_or_default().to_owned();
+                if !paths.contains(&path) {
+                    paths.push(path);
+                }
+            }
+            for path in paths {
+                let _ = shared.invalidate(&Invalidation::Url(path)).await;
+            }
         }
         if let Some(declared) = declared {
             if !declared.tag_list().is_empty() {
@@ -1545,9 +1693,11 @@ mod stale_tests {
             secs(0, 0)
         );
         assert_eq!(windows(&["stale-while-revalidate"]), secs(0, 0));
+        // Too large saturates to 2^31 s (RFC 9111 §1.2.2); the store's
+        // retention bounds it in practice.
         assert_eq!(
             windows(&["stale-if-error=99999999999999999999999"]),
-            secs(0, 0)
+            secs(0, 1 << 31)
         );
     }
 

@@ -1,0 +1,636 @@
+//! The gateway caching by the upstream's own headers
+//! (`CachePolicy::origin`, RFC 9111 as a shared cache), through real
+//! sockets: client -> gateway (strata layer + proxy) -> an upstream this
+//! test starts. Time moves on a mock clock that the cache and the
+//! upstream's `Date`, `Expires` and `Last-Modified` share.
+//!
+//! The upstream answers `/r/{name}` with the headers its query asks for
+//! (`cc`, `scc`, `age`, `vary`, `expires`, `lm`, `sk`, `cookie`,
+//! `status`), and a body naming how often that URL was called and the
+//! request's `Accept-Language` and `Accept-Encoding`.
+
+#[path = "../examples/gateway/proxy.rs"]
+mod proxy;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use proxy::{ProxyOptions, Upstream};
+use strata::{Cache, CachePolicy, Clock, MockClock};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// What the upstream shares with the test.
+#[derive(Clone)]
+struct Origin {
+    clock: MockClock,
+    calls: Arc<Mutex<HashMap<String, usize>>>,
+    failing: Arc<AtomicBool>,
+}
+
+impl Origin {
+    fn calls(&self, path: &str) -> usize {
+        self.calls.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+}
+
+fn http_date(at: std::time::SystemTime) -> HeaderValue {
+    HeaderValue::from_str(&httpdate::fmt_http_date(at)).unwrap()
+}
+
+fn offset(at: std::time::SystemTime, seconds: &str) -> std::time::SystemTime {
+    let seconds: i64 = seconds.parse().unwrap();
+    if seconds >= 0 {
+        at + Duration::from_secs(seconds.unsigned_abs())
+    } else {
+        at - Duration::from_secs(seconds.unsigned_abs())
+    }
+}
+
+/// The query's pairs (only `%20` is decoded: the tests need no more).
+fn asked(request: &Request) -> HashMap<String, String> {
+    request
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(name, value)| (name.to_owned(), value.replace("%20", " ")))
+        .collect()
+}
+
+async fn upstream_handler(State(origin): State<Origin>, request: Request) -> Response {
+    let ask = asked(&request);
+    let path = request.uri().path().to_owned();
+    let call = {
+        let mut calls = origin.calls.lock().unwrap();
+        let count = calls.entry(path.clone()).or_default();
+        *count += 1;
+        *count
+    };
+    if request.method() == "POST" {
+        let mut headers = HeaderMap::new();
+        if let Some(location) = ask.get("location") {
+            headers.insert("location", HeaderValue::from_str(location).unwrap());
+        }
+        return (StatusCode::CREATED, headers, "created").into_response();
+    }
+    if origin.failing.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
+    }
+    let now = origin.clock.now();
+    let mut headers = HeaderMap::new();
+    headers.insert("date", http_date(now));
+    let mut set = |name: &'static str, value: &str| {
+        headers.insert(name, HeaderValue::from_str(value).unwrap());
+    };
+    for (query, header) in [
+        ("cc", "cache-control"),
+        ("scc", "strata-cache-control"),
+        ("age", "age"),
+        ("vary", "vary"),
+        ("sk", "surrogate-key"),
+    ] {
+        if let Some(value) = ask.get(query) {
+            set(header, value);
+        }
+    }
+    if let Some(raw) = ask.get("rawexpires") {
+        set("expires", raw);
+    }
+    if let Some(seconds) = ask.get("expires") {
+        headers.insert("expires", http_date(offset(now, seconds)));
+    }
+    if let Some(seconds) = ask.get("lm") {
+        headers.insert("last-modified", http_date(offset(now, seconds)));
+    }
+    if ask.contains_key("cookie") {
+        headers.insert("set-cookie", HeaderValue::from_static("session=abc"));
+    }
+    let status = ask.get("status").map_or(StatusCode::OK, |s| {
+        StatusCode::from_u16(s.parse().unwrap()).unwrap()
+    });
+    let lang = request
+        .headers()
+        .get("accept-language")
+        .map_or("-", |v| v.to_str().unwrap());
+    let encoding = request
+        .headers()
+        .get("accept-encoding")
+        .map_or("-", |v| v.to_str().unwrap());
+    let body = format!("call {call} of {path} lang={lang} enc={encoding}");
+    (status, headers, body).into_response()
+}
+
+struct Served {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(router: Router) -> Served {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, service).await.unwrap();
+    });
+    Served { addr, task }
+}
+
+struct Setup {
+    origin: Origin,
+    upstream: Served,
+    gateway: Served,
+    cache: Cache,
+    client: reqwest::Client,
+}
+
+async fn setup() -> Setup {
+    let origin = Origin {
+        clock: MockClock::new(),
+        calls: Arc::default(),
+        failing: Arc::default(),
+    };
+    let upstream = serve(
+        Router::new()
+            .route("/{*path}", any(upstream_handler))
+            .with_state(origin.clone()),
+    )
+    .await;
+    let cache = Cache::builder()
+        .clock(origin.clock.clone())
+        .default_policy(CachePolicy::origin())
+        .build();
+    let target = Upstream::parse(&format!("http://{}", upstream.addr)).unwrap();
+    let gateway = serve(proxy::gateway(target, &cache, ProxyOptions::default())).await;
+    Setup {
+        origin,
+        upstream,
+        gateway,
+        cache,
+        client: reqwest::Client::new(),
+    }
+}
+
+/// What a client saw.
+#[derive(Debug)]
+struct Seen {
+    status: StatusCode,
+    cache_status: String,
+    age: String,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Setup {
+    async fn get_with(&self, url: &str, headers: &[(&str, &str)]) -> Seen {
+        let mut request = self
+            .client
+            .get(format!("http://{}{url}", self.gateway.addr));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default()
+        };
+        Seen {
+            status: response.status(),
+            cache_status: header("cache-status"),
+            age: header("age"),
+            headers: response.headers().clone(),
+            body: response.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&self, url: &str) -> Seen {
+        self.get_with(url, &[]).await
+    }
+
+    fn advance(&self, seconds: u64) {
+        self.origin.clock.advance(Duration::from_secs(seconds));
+    }
+
+    /// GETs `url` twice: a stored miss, then a hit with the same body.
+    async fn stored(&self, url: &str) -> Seen {
+        let miss = self.get(url).await;
+        assert!(
+            miss.cache_status.ends_with("stored"),
+            "{url}: {}",
+            miss.cache_status
+        );
+        let hit = self.get(url).await;
+        assert_eq!(hit.cache_status, "strata; hit", "{url}");
+        assert_eq!(hit.body, miss.body, "{url}");
+        hit
+    }
+
+    /// GETs `url` twice: neither stored, both reach the upstream.
+    async fn not_stored(&self, url: &str, detail: &str) {
+        let path = url.split('?').next().unwrap();
+        let before = self.origin.calls(path);
+        for _ in 0..2 {
+            let seen = self.get(url).await;
+            assert!(
+                seen.cache_status.ends_with(&format!("detail={detail}")),
+                "{url}: {}",
+                seen.cache_status
+            );
+        }
+        assert_eq!(self.origin.calls(path), before + 2, "{url}");
+    }
+}
+
+#[tokio::test]
+async fn s_maxage_wins_over_max_age_which_wins_over_expires() {
+    let t = setup().await;
+    // s-maxage=100 beats max-age=10 for a shared cache.
+    t.stored("/r/smax?cc=public,max-age=10,s-maxage=100").await;
+    // max-age=10 beats an Expires 1000 s away.
+    t.stored("/r/maxage?cc=max-age=10&expires=1000").await;
+    // Expires - Date = 30 s when nothing else says.
+    t.stored("/r/expires?expires=30").await;
+
+    t.advance(20);
+    assert_eq!(
+        t.get("/r/smax?cc=public,max-age=10,s-maxage=100")
+            .await
+            .cache_status,
+        "strata; hit"
+    );
+    assert_eq!(
+        t.get("/r/maxage?cc=max-age=10&expires=1000")
+            .await
+            .cache_status,
+        "strata; fwd=stale; stored"
+    );
+    let expires = t.get("/r/expires?expires=30").await;
+    assert_eq!(expires.cache_status, "strata; hit");
+    assert_eq!(expires.age, "20");
+
+    t.advance(15);
+    assert_eq!(
+        t.get("/r/expires?expires=30").await.cache_status,
+        "strata; fwd=stale; stored"
+    );
+    t.advance(70);
+    assert_eq!(
+        t.get("/r/smax?cc=public,max-age=10,s-maxage=100")
+            .await
+            .cache_status,
+        "strata; fwd=stale; stored"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_expires_means_already_stale() {
+    let t = setup().await;
+    // `Expires: 0` (not a date) with nothing else: stale at once.
+    t.not_stored("/r/bad?cc=public&rawexpires=0", "no-freshness")
+        .await;
+}
+
+#[tokio::test]
+async fn private_no_store_and_no_cache_are_not_stored_and_reach_the_client_as_sent() {
+    let t = setup().await;
+    t.not_stored("/r/private?cc=private,max-age=60", "private")
+        .await;
+    t.not_stored("/r/nostore?cc=no-store,max-age=60", "no-store")
+        .await;
+    t.not_stored("/r/nocache?cc=no-cache,max-age=60", "no-cache")
+        .await;
+    let seen = t.get("/r/private?cc=private,max-age=60").await;
+    assert_eq!(seen.headers["cache-control"], "private,max-age=60");
+    // Nothing said at all: nothing stored.
+    t.not_stored("/r/silent", "no-freshness").await;
+}
+
+#[tokio::test]
+async fn a_request_saying_no_store_is_not_stored() {
+    let t = setup().await;
+    for _ in 0..2 {
+        let seen = t
+            .get_with("/r/asked?cc=max-age=60", &[("cache-control", "no-store")])
+            .await;
+        assert!(
+            seen.cache_status.contains("detail="),
+            "{}",
+            seen.cache_status
+        );
+    }
+    assert_eq!(t.origin.calls("/r/asked"), 2);
+}
+
+#[tokio::test]
+async fn with_authorization_only_public_s_maxage_or_must_revalidate_are_shared() {
+    let t = setup().await;
+    let auth = [("authorization", "Bearer alice")];
+    for _ in 0..2 {
+        let seen = t.get_with("/r/auth-plain?cc=max-age=60", &auth).await;
+        assert!(
+            seen.cache_status.ends_with("detail=authorization"),
+            "{}",
+            seen.cache_status
+        );
+    }
+    for url in [
+        "/r/auth-public?cc=public,max-age=60",
+        "/r/auth-smax?cc=s-maxage=60",
+        "/r/auth-must?cc=max-age=60,must-revalidate",
+    ] {
+        let miss = t.get_with(url, &auth).await;
+        assert!(
+            miss.cache_status.ends_with("stored"),
+            "{url}: {}",
+            miss.cache_status
+        );
+        let hit = t.get_with(url, &auth).await;
+        assert_eq!(hit.cache_status, "strata; hit", "{url}");
+    }
+}
+
+#[tokio::test]
+async fn every_heuristically_cacheable_status_is_stored_with_freshness_from_last_modified() {
+    let t = setup().await;
+    // Modified 10 hours ago: 10 % is an hour of freshness.
+    for status in [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501] {
+        let url = format!("/r/h{status}?status={status}&lm=-36000");
+        let miss = t.get(&url).await;
+        assert_eq!(miss.status.as_u16(), status);
+        assert!(
+            miss.cache_status.ends_with("stored"),
+            "{status}: {}",
+            miss.cache_status
+        );
+        let hit = t.get(&url).await;
+        assert_eq!(hit.cache_status, "strata; hit", "{status}");
+        assert_eq!(hit.status.as_u16(), status);
+    }
+    t.advance(3_500);
+    assert_eq!(
+        t.get("/r/h200?status=200&lm=-36000").await.cache_status,
+        "strata; hit"
+    );
+    t.advance(200);
+    assert_eq!(
+        t.get("/r/h200?status=200&lm=-36000").await.cache_status,
+        "strata; fwd=stale; stored"
+    );
+    // Not heuristically cacheable: a 201 or a 500 with Last-Modified only.
+    t.not_stored("/r/h201?status=201&lm=-36000", "no-freshness")
+        .await;
+    t.not_stored("/r/h500?status=500&lm=-36000", "no-freshness")
+        .await;
+    // But any status the cache understands is stored when told explicitly.
+    t.stored("/r/e500?status=500&cc=max-age=60").await;
+}
+
+#[tokio::test]
+async fn age_counts_the_upstreams_age() {
+    let t = setup().await;
+    let miss = t.get("/r/aged?cc=max-age=60&age=30").await;
+    assert!(miss.cache_status.ends_with("stored"));
+    assert_eq!(miss.age, "30");
+    t.advance(20);
+    let hit = t.get("/r/aged?cc=max-age=60&age=30").await;
+    assert_eq!(hit.cache_status, "strata; hit");
+    assert_eq!(hit.age, "50");
+    t.advance(11);
+    assert_eq!(
+        t.get("/r/aged?cc=max-age=60&age=30").await.cache_status,
+        "strata; fwd=stale; stored"
+    );
+    // Already older than its lifetime: never fresh here.
+    t.not_stored("/r/old?cc=max-age=60&age=90", "already-stale")
+        .await;
+}
+
+#[tokio::test]
+async fn vary_keeps_two_and_three_variants_apart_and_vary_star_is_not_stored() {
+    let t = setup().await;
+    let url = "/r/lang?cc=max-age=60&vary=Accept-Language";
+    let mut bodies = Vec::new();
+    for lang in ["en", "fr"] {
+        let miss = t.get_with(url, &[("accept-language", lang)]).await;
+        assert!(
+            miss.cache_status.contains("stored"),
+            "{lang}: {}",
+            miss.cache_status
+        );
+        assert!(miss.body.contains(&format!("lang={lang}")));
+        bodies.push(miss.body);
+    }
+    for (lang, body) in ["en", "fr"].iter().zip(&bodies) {
+        let hit = t.get_with(url, &[("accept-language", lang)]).await;
+        assert_eq!(hit.cache_status, "strata; hit", "{lang}");
+        assert_eq!(&hit.body, body);
+    }
+    assert_eq!(t.origin.calls("/r/lang"), 2);
+
+    let url = "/r/three?cc=max-age=60&vary=Accept-Language,Accept-Encoding";
+    let variants = [("en", "gzip"), ("en", "br"), ("de", "gzip")];
+    for (lang, enc) in variants {
+        let miss = t
+            .get_with(url, &[("accept-language", lang), ("accept-encoding", enc)])
+            .await;
+        assert!(
+            miss.body.contains(&format!("lang={lang} enc={enc}")),
+            "{}",
+            miss.body
+        );
+    }
+    for (lang, enc) in variants {
+        let hit = t
+            .get_with(url, &[("accept-language", lang), ("accept-encoding", enc)])
+            .await;
+        assert_eq!(hit.cache_status, "strata; hit");
+        assert!(
+            hit.body.contains(&format!("lang={lang} enc={enc}")),
+            "{}",
+            hit.body
+        );
+    }
+    assert_eq!(t.origin.calls("/r/three"), 3);
+
+    t.not_stored("/r/star?cc=max-age=60&vary=*", "vary-star")
+        .await;
+}
+
+#[tokio::test]
+async fn a_strata_targeted_field_overrides_cache_control_and_is_removed() {
+    let t = setup().await;
+    let hit = t.stored("/r/targeted?cc=no-store&scc=max-age=60").await;
+    assert_eq!(
+        hit.headers["cache-control"], "no-store",
+        "downstream still told no-store"
+    );
+    assert!(!hit.headers.contains_key("strata-cache-control"));
+    // The other way round: Cache-Control allows, strata is told not to.
+    t.not_stored("/r/told?cc=max-age=60&scc=no-store", "no-store")
+        .await;
+    let seen = t.get("/r/told?cc=max-age=60&scc=no-store").await;
+    assert!(!seen.headers.contains_key("strata-cache-control"));
+}
+
+#[tokio::test]
+async fn surrogate_keys_are_tags_that_invalidation_reaches() {
+    let t = setup().await;
+    t.stored("/r/one?cc=max-age=600&sk=team-7%20catalog").await;
+    t.stored("/r/two?cc=max-age=600&sk=catalog").await;
+    t.stored("/r/three?cc=max-age=600&sk=other").await;
+    let dropped = t.cache.handle().invalidate_tag("catalog").await.unwrap();
+    assert_eq!(dropped, 2);
+    assert_eq!(
+        t.get("/r/one?cc=max-age=600&sk=team-7%20catalog")
+            .await
+            .cache_status,
+        "strata; fwd=uri-miss; stored"
+    );
+    assert_eq!(
+        t.get("/r/two?cc=max-age=600&sk=catalog").await.cache_status,
+        "strata; fwd=uri-miss; stored"
+    );
+    assert_eq!(
+        t.get("/r/three?cc=max-age=600&sk=other").await.cache_status,
+        "strata; hit"
+    );
+}
+
+#[tokio::test]
+async fn a_set_cookie_response_is_never_shared() {
+    let t = setup().await;
+    t.not_stored("/r/cookie?cc=public,max-age=60&cookie=1", "set-cookie")
+        .await;
+}
+
+#[tokio::test]
+async fn stale_while_revalidate_from_the_upstream_refreshes_in_the_background() {
+    let t = setup().await;
+    let url = "/r/swr?cc=max-age=10,stale-while-revalidate=30";
+    t.stored(url).await;
+    t.advance(15);
+    let stale = t.get(url).await;
+    assert_eq!(
+        stale.cache_status,
+        "strata; hit; detail=stale-while-revalidate"
+    );
+    assert!(stale.body.starts_with("call 1 "), "{}", stale.body);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let seen = t.get(url).await;
+        if seen.body.starts_with("call 2 ") {
+            assert_eq!(seen.cache_status, "strata; hit");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never refreshed");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(t.origin.calls("/r/swr"), 2);
+}
+
+#[tokio::test]
+async fn stale_if_error_covers_an_upstream_500_and_an_upstream_that_is_down() {
+    let mut t = setup().await;
+    let url = "/r/sie?cc=max-age=10,stale-if-error=300";
+    t.stored(url).await;
+
+    t.advance(20);
+    t.origin.failing.store(true, Ordering::SeqCst);
+    let stale = t.get(url).await;
+    assert_eq!(stale.status, StatusCode::OK);
+    assert_eq!(
+        stale.cache_status,
+        "strata; hit; fwd=stale; fwd-status=503; detail=stale-if-error"
+    );
+    assert!(stale.body.starts_with("call 1 "));
+
+    // The upstream gone altogether: the gateway's own 502 is covered too.
+    // (A second gateway on the same cache: the first one's pooled
+    // connections would outlive the upstream's listener.)
+    let gone = t.upstream.addr;
+    t.upstream.task.abort();
+    let _ = (&mut t.upstream.task).await;
+    let target = Upstream::parse(&format!("http://{gone}")).unwrap();
+    let second = serve(proxy::gateway(target, &t.cache, ProxyOptions::default())).await;
+    let response = t
+        .client
+        .get(format!("http://{}{url}", second.addr))
+        .send()
+        .await
+        .unwrap();
+    let stale = Seen {
+        status: response.status(),
+        cache_status: response.headers()["cache-status"]
+            .to_str()
+            .unwrap()
+            .to_owned(),
+        age: String::new(),
+        headers: response.headers().clone(),
+        body: response.text().await.unwrap(),
+    };
+    assert_eq!(stale.status, StatusCode::OK);
+    assert_eq!(
+        stale.cache_status,
+        "strata; hit; fwd=stale; fwd-status=502; detail=stale-if-error"
+    );
+
+    // must-revalidate forbids it.
+    let t = setup().await;
+    let url = "/r/strict?cc=max-age=10,stale-if-error=300,must-revalidate";
+    t.stored(url).await;
+    t.advance(20);
+    t.origin.failing.store(true, Ordering::SeqCst);
+    assert_eq!(t.get(url).await.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn a_write_invalidates_its_url_and_its_same_origin_location() {
+    let t = setup().await;
+    t.stored("/r/items/7?cc=max-age=600").await;
+    t.stored("/r/elsewhere/8?cc=max-age=600").await;
+    let created = t
+        .client
+        .post(format!(
+            "http://{}/r/items?location=/r/items/7",
+            t.gateway.addr
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    assert_eq!(
+        t.get("/r/items/7?cc=max-age=600").await.cache_status,
+        "strata; fwd=uri-miss; stored"
+    );
+    // A Location on another origin invalidates nothing (RFC 9111 §4.4).
+    t.client
+        .post(format!(
+            "http://{}/r/items?location=http://elsewhere.example/r/elsewhere/8",
+            t.gateway.addr
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        t.get("/r/elsewhere/8?cc=max-age=600").await.cache_status,
+        "strata; hit"
+    );
+}
