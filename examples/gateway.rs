@@ -14,9 +14,10 @@
 //! the `Authorization` rule, `stale-while-revalidate` and `stale-if-error`,
 //! `Strata-Cache-Control`, `Surrogate-Key` and `Cache-Tag`). A successful
 //! write drops its URL and the same-origin `Location` and
-//! `Content-Location` URLs. Not yet: request directives from clients,
-//! revalidating a stale entry upstream with its validators, `no-cache`
-//! responses (passed through, not stored).
+//! `Content-Location` URLs. Clients' request directives are obeyed
+//! (`no-cache`, `max-age`, `min-fresh`, `max-stale`, `only-if-cached`,
+//! `no-store`). Not yet: revalidating a stale entry upstream with its
+//! validators, `no-cache` responses (passed through, not stored).
 //!
 //! # Environment
 //!
@@ -94,6 +95,7 @@ async fn main() -> ExitCode {
             .config
             .builder()
             .default_policy(CachePolicy::origin())
+            .honour_request_directives(true)
             .store(store)
             .build(),
         Err(error) => {

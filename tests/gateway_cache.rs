@@ -160,6 +160,11 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(true).await
+}
+
+/// A gateway whose cache obeys clients' request directives, or not.
+async fn setup_with(honour_request_directives: bool) -> Setup {
     let origin = Origin {
         clock: MockClock::new(),
         calls: Arc::default(),
@@ -174,6 +179,7 @@ async fn setup() -> Setup {
     let cache = Cache::builder()
         .clock(origin.clock.clone())
         .default_policy(CachePolicy::origin())
+        .honour_request_directives(honour_request_directives)
         .build();
     let target = Upstream::parse(&format!("http://{}", upstream.addr)).unwrap();
     let gateway = serve(proxy::gateway(target, &cache, ProxyOptions::default())).await;
@@ -633,4 +639,106 @@ async fn a_write_invalidates_its_url_and_its_same_origin_location() {
         t.get("/r/elsewhere/8?cc=max-age=600").await.cache_status,
         "strata; hit"
     );
+}
+
+#[tokio::test]
+async fn request_no_cache_and_pragma_fetch_anew_and_store_the_answer() {
+    let t = setup().await;
+    let url = "/r/nc?cc=max-age=600";
+    t.stored(url).await;
+    for (name, value) in [("cache-control", "no-cache"), ("pragma", "no-cache")] {
+        let fetched = t.get_with(url, &[(name, value)]).await;
+        assert_eq!(fetched.cache_status, "strata; fwd=stale; stored", "{name}");
+        let hit = t.get(url).await;
+        assert_eq!(hit.cache_status, "strata; hit");
+        assert_eq!(hit.body, fetched.body, "the fetched answer was stored");
+    }
+    assert_eq!(t.origin.calls("/r/nc"), 3);
+}
+
+#[tokio::test]
+async fn request_max_age_and_min_fresh_ask_for_a_younger_or_fresher_response() {
+    let t = setup().await;
+    let url = "/r/young?cc=max-age=60";
+    t.stored(url).await;
+    t.advance(20);
+    let old_enough = t.get_with(url, &[("cache-control", "max-age=30")]).await;
+    assert_eq!(old_enough.cache_status, "strata; hit");
+    let too_old = t.get_with(url, &[("cache-control", "max-age=5")]).await;
+    assert_eq!(too_old.cache_status, "strata; fwd=stale; stored");
+
+    t.advance(20);
+    // The refetch at 20 s stored a new copy; 20 s later it has 40 s of
+    // freshness left.
+    let fresh_enough = t.get_with(url, &[("cache-control", "min-fresh=10")]).await;
+    assert_eq!(fresh_enough.cache_status, "strata; hit");
+    let not_fresh_enough = t.get_with(url, &[("cache-control", "min-fresh=50")]).await;
+    assert_eq!(not_fresh_enough.cache_status, "strata; fwd=stale; stored");
+}
+
+#[tokio::test]
+async fn request_max_stale_accepts_a_stale_response_unless_the_upstream_forbids_it() {
+    let t = setup().await;
+    let url = "/r/ms?cc=max-age=10";
+    let stored = t.stored(url).await;
+    t.advance(30);
+    let accepted = t.get_with(url, &[("cache-control", "max-stale")]).await;
+    assert_eq!(accepted.cache_status, "strata; hit; detail=max-stale");
+    assert_eq!(accepted.body, stored.body);
+    assert_eq!(accepted.age, "30");
+    let within = t.get_with(url, &[("cache-control", "max-stale=25")]).await;
+    assert_eq!(within.cache_status, "strata; hit; detail=max-stale");
+    let beyond = t.get_with(url, &[("cache-control", "max-stale=5")]).await;
+    assert_eq!(beyond.cache_status, "strata; fwd=stale; stored");
+
+    let strict = "/r/strict?cc=max-age=10,must-revalidate";
+    t.stored(strict).await;
+    t.advance(30);
+    let refused = t.get_with(strict, &[("cache-control", "max-stale")]).await;
+    assert_eq!(refused.cache_status, "strata; fwd=stale; stored");
+}
+
+#[tokio::test]
+async fn only_if_cached_gets_504_without_asking_the_upstream() {
+    let t = setup().await;
+    let cold = t
+        .get_with(
+            "/r/cold?cc=max-age=60",
+            &[("cache-control", "only-if-cached")],
+        )
+        .await;
+    assert_eq!(cold.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(cold.cache_status, "strata; fwd=miss; detail=only-if-cached");
+    assert_eq!(t.origin.calls("/r/cold"), 0);
+
+    t.stored("/r/warm?cc=max-age=60").await;
+    let warm = t
+        .get_with(
+            "/r/warm?cc=max-age=60",
+            &[("cache-control", "only-if-cached")],
+        )
+        .await;
+    assert_eq!(warm.status, StatusCode::OK);
+    assert_eq!(warm.cache_status, "strata; hit");
+    t.advance(61);
+    let stale = t
+        .get_with(
+            "/r/warm?cc=max-age=60",
+            &[("cache-control", "only-if-cached")],
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(t.origin.calls("/r/warm"), 1);
+}
+
+#[tokio::test]
+async fn request_directives_are_ignored_unless_the_cache_is_told_to_obey_them() {
+    let t = setup_with(false).await;
+    let url = "/r/ignored?cc=max-age=600";
+    t.stored(url).await;
+    for directive in ["no-cache", "max-age=0", "min-fresh=9999"] {
+        let seen = t.get_with(url, &[("cache-control", directive)]).await;
+        assert_eq!(seen.cache_status, "strata; hit", "{directive}");
+    }
+    assert_eq!(t.origin.calls("/r/ignored"), 1);
 }

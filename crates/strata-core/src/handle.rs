@@ -77,6 +77,9 @@ pub(crate) struct Shared {
     pub(crate) default_policy: Option<CachePolicy>,
     pub(crate) max_body: usize,
     pub(crate) pass_ttl: Duration,
+    /// Whether clients' `Cache-Control` (and `Pragma`) request directives
+    /// are obeyed.
+    pub(crate) request_directives: bool,
 }
 
 impl fmt::Debug for Shared {
@@ -231,6 +234,7 @@ pub struct CacheBuilder {
     default_policy: Option<CachePolicy>,
     max_body: usize,
     pass_ttl: Duration,
+    request_directives: bool,
     clock: Arc<dyn Clock>,
 }
 
@@ -257,6 +261,7 @@ impl Default for CacheBuilder {
             default_policy: None,
             max_body: DEFAULT_MAX_BODY,
             pass_ttl: DEFAULT_PASS_TTL,
+            request_directives: false,
             clock: Arc::new(SystemClock),
         }
     }
@@ -302,6 +307,21 @@ impl CacheBuilder {
     /// through untouched).
     pub fn default_policy(mut self, policy: CachePolicy) -> Self {
         self.default_policy = Some(policy);
+        self
+    }
+
+    /// Obey the request directives of clients' `Cache-Control` (and
+    /// `Pragma: no-cache`), as RFC 9111 §5.2.1 describes: `no-cache` and
+    /// `max-age` make the cache fetch anew (and store the answer),
+    /// `min-fresh` asks for that much freshness left, `max-stale` accepts
+    /// a stale response, `only-if-cached` gets a `504` when nothing stored
+    /// fits, and `no-store` keeps the answer out of the store under
+    /// [`CachePolicy::origin`]. Default off: any client could otherwise
+    /// send every request past the cache to the service behind it, which
+    /// is why CDNs and reverse proxies commonly ignore them too. Turn it on
+    /// for a gateway whose clients are trusted to ask.
+    pub fn honour_request_directives(mut self, honour: bool) -> Self {
+        self.request_directives = honour;
         self
     }
 
@@ -386,6 +406,7 @@ impl CacheBuilder {
             default_policy: self.default_policy,
             max_body: self.max_body,
             pass_ttl: self.pass_ttl,
+            request_directives: self.request_directives,
         });
         let weak = Arc::downgrade(&shared);
         shared

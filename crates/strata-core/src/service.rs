@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 use bytes::{Bytes, BytesMut};
 use http::header::{
     AGE, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH,
-    LAST_MODIFIED, SET_COOKIE, VARY,
+    LAST_MODIFIED, PRAGMA, SET_COOKIE, VARY,
 };
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
@@ -210,10 +210,17 @@ enum Step {
     Miss {
         flight_key: String,
         fwd: Fwd,
-        /// A stale response that may answer instead of a server error
+        /// The stored response that is no longer fresh, if any.
+        stale: Option<Arc<Entry>>,
+        /// Whether `stale` may answer instead of a server error
         /// (`stale-if-error`).
-        fallback: Option<Arc<Entry>>,
+        if_error: bool,
     },
+    /// A stale response the client accepts as it is (`max-stale`), and
+    /// its age.
+    Accepted(Arc<Entry>, Duration),
+    /// `only-if-cached`, and nothing stored fits: 504.
+    Unsatisfiable,
     /// A stale response that may answer now while one background request
     /// refreshes it (`stale-while-revalidate`), its age, and the key the
     /// refresh leads a flight for.
@@ -262,7 +269,8 @@ fn step_at_primary(
         return Step::Miss {
             flight_key,
             fwd: Fwd::UriMiss,
-            fallback: None,
+            stale: None,
+            if_error: false,
         };
     };
     match &entry.kind {
@@ -305,7 +313,8 @@ fn step_at_variant(key: String, found: Option<Arc<Entry>>, now: SystemTime) -> S
         _ => Step::Miss {
             flight_key: key,
             fwd: Fwd::VaryMiss,
-            fallback: None,
+            stale: None,
+            if_error: false,
         },
     }
 }
@@ -330,11 +339,61 @@ fn stale_step(entry: Arc<Entry>, now: SystemTime, flight_key: String) -> Step {
             flight_key,
         };
     }
-    let fallback = (over < windows.if_error.min(entry.stale)).then_some(entry);
+    let if_error = over < windows.if_error.min(entry.stale);
     Step::Miss {
         flight_key,
         fwd: Fwd::Stale,
-        fallback,
+        stale: Some(entry),
+        if_error,
+    }
+}
+
+/// The step once the client's request directives are obeyed (RFC 9111
+/// §5.2.1, with [`CacheBuilder::honour_request_directives`](crate::CacheBuilder::honour_request_directives)).
+fn obey_request(step: Step, request: &RequestDirectives, now: SystemTime) -> Step {
+    let (entry, age) = match &step {
+        Step::Hit(entry, age) | Step::Stale { entry, age, .. } => (Some(Arc::clone(entry)), *age),
+        Step::Miss {
+            stale: Some(entry), ..
+        } => (Some(Arc::clone(entry)), entry.age(now)),
+        Step::Miss { stale: None, .. } | Step::Pass | Step::Bypass => (None, Duration::ZERO),
+        Step::Variant(_) | Step::Accepted(..) | Step::Unsatisfiable => return step,
+    };
+    let directives = entry
+        .as_ref()
+        .and_then(|entry| entry.response())
+        .map(|stored| ResponseDirectives::from_cache_control(stored.headers()));
+    let stored = entry
+        .as_ref()
+        .zip(directives.as_ref())
+        .map(|(entry, directives)| rfc9111::Stored {
+            directives,
+            lifetime: entry.ttl,
+            current_age: age,
+        });
+    match (rfc9111::serve(request, stored.as_ref(), now), entry) {
+        (rfc9111::Serve::GatewayTimeout, _) => Step::Unsatisfiable,
+        (rfc9111::Serve::Stale, Some(entry)) if !matches!(step, Step::Hit(..)) => {
+            Step::Accepted(entry, age)
+        }
+        (
+            rfc9111::Serve::Revalidate {
+                stale_if_error_until,
+            },
+            Some(entry),
+        ) => {
+            let flight_key = match step {
+                Step::Miss { flight_key, .. } | Step::Stale { flight_key, .. } => flight_key,
+                _ => entry.key.clone(),
+            };
+            Step::Miss {
+                flight_key,
+                fwd: Fwd::Stale,
+                if_error: stale_if_error_until.is_some_and(|until| now <= until),
+                stale: Some(entry),
+            }
+        }
+        _ => step,
     }
 }
 
@@ -546,6 +605,8 @@ enum Served {
     Collapsed(Fwd),
     /// Stale, while one background request refreshes it.
     StaleWhileRevalidate,
+    /// Stale, as the client accepts (`max-stale`).
+    Accepted,
     /// Stale, instead of the error the service answered (its status, or
     /// none when the service failed).
     StaleIfError(Option<StatusCode>),
@@ -555,6 +616,7 @@ fn cache_status(served: Served) -> HeaderValue {
     let text = match served {
         Served::Hit => return HIT.clone(),
         Served::StaleWhileRevalidate => "strata; hit; detail=stale-while-revalidate",
+        Served::Accepted => "strata; hit; detail=max-stale",
         Served::StaleIfError(None) => "strata; hit; fwd=stale; detail=stale-if-error",
         Served::StaleIfError(Some(status)) => {
             return HeaderValue::try_from(format!(
@@ -650,6 +712,12 @@ enum Fast<B> {
 }
 
 fn fast_path<B>(shared: &Shared, parts: &Parts, primary: &str) -> Fast<B> {
+    // A client's directives are weighed on the slow path.
+    if shared.request_directives
+        && (parts.headers.contains_key(CACHE_CONTROL) || parts.headers.contains_key(PRAGMA))
+    {
+        return Fast::Lookup;
+    }
     let Some(found) = shared.store.get_local(primary) else {
         return Fast::Lookup;
     };
@@ -667,6 +735,7 @@ fn fast_path<B>(shared: &Shared, parts: &Parts, primary: &str) -> Fast<B> {
         Step::Pass => return Fast::Go(Mode::Pass, user),
         Step::Bypass => return Fast::Go(Mode::Bypass, user),
         Step::Miss { .. } | Step::Stale { .. } => return Fast::Lookup,
+        Step::Accepted(..) | Step::Unsatisfiable => unreachable!("only from request directives"),
     };
     bump(&shared.stats.hits);
     tracing::trace!(target: "strata", key = %KeyDigest(primary), outcome = "hit", layer = "memory");
@@ -717,6 +786,9 @@ where
     let mut user = LazyUser::default();
     let head = parts.method == Method::HEAD;
     let mut rounds = 0;
+    let request = (shared.request_directives
+        && (parts.headers.contains_key(CACHE_CONTROL) || parts.headers.contains_key(PRAGMA)))
+    .then(|| RequestDirectives::from_headers(&parts.headers));
     let (generation, mode, leader, fallback) = loop {
         rounds += 1;
         // Read before looking: an invalidation from here on makes this
@@ -733,7 +805,33 @@ where
             let found = shared.get(&key).await;
             step = step_at_variant(key, found, now);
         }
+        if let Some(request) = &request {
+            step = obey_request(step, request, now);
+        }
         let (flight_key, fwd, fallback) = match step {
+            Step::Accepted(entry, age) => {
+                bump(&shared.stats.hits);
+                record_decision("stale", "store");
+                return Ok(respond_from_entry(
+                    &shared,
+                    &entry,
+                    &parts.headers,
+                    head,
+                    age,
+                    Served::Accepted,
+                ));
+            }
+            Step::Unsatisfiable => {
+                bump(&shared.stats.bypasses);
+                record_decision("bypass", "service");
+                let mut response = Response::new(CacheBody::empty());
+                *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+                response.headers_mut().insert(
+                    CACHE_STATUS,
+                    HeaderValue::from_static("strata; fwd=miss; detail=only-if-cached"),
+                );
+                return Ok(response);
+            }
             Step::Hit(entry, age) => {
                 bump(&shared.stats.hits);
                 record_decision("hit", "store");
@@ -798,8 +896,9 @@ where
             Step::Miss {
                 flight_key,
                 fwd,
-                fallback,
-            } => (flight_key, fwd, fallback),
+                stale,
+                if_error,
+            } => (flight_key, fwd, stale.filter(|_| if_error)),
             Step::Variant(_) => unreachable!("resolved above"),
         };
         match shared.flights.join(&flight_key, generation) {
