@@ -89,6 +89,27 @@ async fn upstream_handler(State(origin): State<Origin>, request: Request) -> Res
     let now = origin.clock.now();
     let mut headers = HeaderMap::new();
     headers.insert("date", http_date(now));
+    // `etag=V`: this ETag, and 304 to a request that carries it;
+    // `etag=each`: a new ETag on every call (the resource keeps changing).
+    if let Some(etag) = ask.get("etag") {
+        let etag = if etag == "each" {
+            format!("\"c{call}\"")
+        } else {
+            format!("\"{etag}\"")
+        };
+        let matches = request
+            .headers()
+            .get("if-none-match")
+            .is_some_and(|value| value.to_str().unwrap() == etag);
+        headers.insert("etag", HeaderValue::from_str(&etag).unwrap());
+        headers.insert("x-call", HeaderValue::from(call));
+        if matches {
+            if let Some(cc) = ask.get("cc") {
+                headers.insert("cache-control", HeaderValue::from_str(cc).unwrap());
+            }
+            return (StatusCode::NOT_MODIFIED, headers).into_response();
+        }
+    }
     let mut set = |name: &'static str, value: &str| {
         headers.insert(name, HeaderValue::from_str(value).unwrap());
     };
@@ -741,4 +762,86 @@ async fn request_directives_are_ignored_unless_the_cache_is_told_to_obey_them() 
         assert_eq!(seen.cache_status, "strata; hit", "{directive}");
     }
     assert_eq!(t.origin.calls("/r/ignored"), 1);
+}
+
+#[tokio::test]
+async fn a_stale_response_is_revalidated_and_a_304_refreshes_its_headers() {
+    let t = setup().await;
+    let url = "/r/v?cc=max-age=10&etag=v1";
+    let first = t.stored(url).await;
+    assert_eq!(first.headers["x-call"], "1");
+
+    t.advance(15);
+    let revalidated = t.get(url).await;
+    assert_eq!(
+        revalidated.cache_status,
+        "strata; fwd=stale; fwd-status=304; stored"
+    );
+    assert_eq!(revalidated.status, StatusCode::OK);
+    assert_eq!(
+        revalidated.body, first.body,
+        "the stored body, not a new one"
+    );
+    assert_eq!(revalidated.headers["x-call"], "2", "headers from the 304");
+    assert_eq!(revalidated.age, "0");
+    assert_eq!(t.origin.calls("/r/v"), 2);
+
+    let hit = t.get(url).await;
+    assert_eq!(hit.cache_status, "strata; hit");
+    assert_eq!(hit.headers["x-call"], "2");
+
+    // Stale again, and the client's own validator matches: a 304 for it.
+    t.advance(15);
+    let not_modified = t.get_with(url, &[("if-none-match", "\"v1\"")]).await;
+    assert_eq!(not_modified.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(t.origin.calls("/r/v"), 3);
+}
+
+#[tokio::test]
+async fn a_changed_resource_replaces_the_stale_copy() {
+    let t = setup().await;
+    let url = "/r/changing?cc=max-age=10&etag=each";
+    let first = t.stored(url).await;
+    t.advance(15);
+    let changed = t.get(url).await;
+    assert_eq!(changed.cache_status, "strata; fwd=stale; stored");
+    assert_ne!(changed.body, first.body);
+    assert_eq!(t.get(url).await.body, changed.body);
+}
+
+#[tokio::test]
+async fn a_no_cache_response_is_stored_and_revalidated_before_every_use() {
+    let t = setup().await;
+    let url = "/r/always?cc=no-cache&etag=n1";
+    let first = t.get(url).await;
+    assert!(
+        first.cache_status.ends_with("stored"),
+        "{}",
+        first.cache_status
+    );
+    for call in 2..=4 {
+        let seen = t.get(url).await;
+        assert_eq!(
+            seen.cache_status,
+            "strata; fwd=stale; fwd-status=304; stored"
+        );
+        assert_eq!(seen.body, first.body);
+        assert_eq!(t.origin.calls("/r/always"), call);
+    }
+    // Without validators there is nothing to revalidate with.
+    t.not_stored("/r/never?cc=no-cache", "no-cache").await;
+}
+
+#[tokio::test]
+async fn a_request_no_cache_revalidates_a_fresh_copy() {
+    let t = setup().await;
+    let url = "/r/check?cc=max-age=600&etag=k1";
+    let first = t.stored(url).await;
+    let checked = t.get_with(url, &[("cache-control", "no-cache")]).await;
+    assert_eq!(
+        checked.cache_status,
+        "strata; fwd=stale; fwd-status=304; stored"
+    );
+    assert_eq!(checked.body, first.body);
+    assert_eq!(t.origin.calls("/r/check"), 2);
 }

@@ -161,7 +161,7 @@ where
             return ResponseFuture::boxed(
                 async move {
                     let forwarded = forward(
-                        &shared, inner, parts, body, &primary, user, generation, mode,
+                        &shared, inner, parts, body, &primary, user, generation, mode, None,
                     )
                     .await?;
                     Ok(forwarded.0)
@@ -607,6 +607,11 @@ enum Served {
     StaleWhileRevalidate,
     /// Stale, as the client accepts (`max-stale`).
     Accepted,
+    /// Stale, then confirmed by a 304 from the service (and stored again,
+    /// or not).
+    Revalidated {
+        stored: bool,
+    },
     /// Stale, instead of the error the service answered (its status, or
     /// none when the service failed).
     StaleIfError(Option<StatusCode>),
@@ -617,6 +622,8 @@ fn cache_status(served: Served) -> HeaderValue {
         Served::Hit => return HIT.clone(),
         Served::StaleWhileRevalidate => "strata; hit; detail=stale-while-revalidate",
         Served::Accepted => "strata; hit; detail=max-stale",
+        Served::Revalidated { stored: true } => "strata; fwd=stale; fwd-status=304; stored",
+        Served::Revalidated { stored: false } => "strata; fwd=stale; fwd-status=304",
         Served::StaleIfError(None) => "strata; hit; fwd=stale; detail=stale-if-error",
         Served::StaleIfError(Some(status)) => {
             return HeaderValue::try_from(format!(
@@ -789,14 +796,14 @@ where
     let request = (shared.request_directives
         && (parts.headers.contains_key(CACHE_CONTROL) || parts.headers.contains_key(PRAGMA)))
     .then(|| RequestDirectives::from_headers(&parts.headers));
-    let (generation, mode, leader, fallback) = loop {
+    let (generation, mode, leader, stale, if_error) = loop {
         rounds += 1;
         // Read before looking: an invalidation from here on makes this
         // request's fill (if it leads one) throw its entry away.
         let generation = shared.generation();
         if rounds > MAX_ROUNDS {
             record_decision("miss", "service");
-            break (generation, Mode::Fill(Fwd::UriMiss), None, None);
+            break (generation, Mode::Fill(Fwd::UriMiss), None, None, false);
         }
         let now = shared.clock.now();
         let found = shared.get(&primary).await;
@@ -808,7 +815,7 @@ where
         if let Some(request) = &request {
             step = obey_request(step, request, now);
         }
-        let (flight_key, fwd, fallback) = match step {
+        let (flight_key, fwd, stale, if_error) = match step {
             Step::Accepted(entry, age) => {
                 bump(&shared.stats.hits);
                 record_decision("stale", "store");
@@ -850,6 +857,8 @@ where
                 age,
                 flight_key,
             } => match tokio::runtime::Handle::try_current() {
+                // No runtime to refresh on: refresh in line instead.
+                Err(_) => (flight_key, Fwd::Stale, Some(entry), false),
                 Ok(runtime) => {
                     bump(&shared.stats.hits);
                     record_decision("stale", "store");
@@ -875,6 +884,7 @@ where
                                 user,
                                 generation,
                                 Mode::Refresh,
+                                Some(entry),
                             )
                             .await;
                             leader.complete(refreshed.ok().and_then(|(_, outcome)| outcome));
@@ -882,29 +892,27 @@ where
                     }
                     return Ok(response);
                 }
-                // No runtime to refresh on: refresh in line instead.
-                Err(_) => (flight_key, Fwd::Stale, None),
             },
             Step::Pass => {
                 record_decision("pass", "service");
-                break (generation, Mode::Pass, None, None);
+                break (generation, Mode::Pass, None, None, false);
             }
             Step::Bypass => {
                 record_decision("bypass", "service");
-                break (generation, Mode::Bypass, None, None);
+                break (generation, Mode::Bypass, None, None, false);
             }
             Step::Miss {
                 flight_key,
                 fwd,
                 stale,
                 if_error,
-            } => (flight_key, fwd, stale.filter(|_| if_error)),
+            } => (flight_key, fwd, stale, if_error),
             Step::Variant(_) => unreachable!("resolved above"),
         };
         match shared.flights.join(&flight_key, generation) {
             Join::Leader(leader) => {
                 record_decision("miss", "service");
-                break (generation, Mode::Fill(fwd), Some(leader), fallback);
+                break (generation, Mode::Fill(fwd), Some(leader), stale, if_error);
             }
             Join::Waiter(waiter) => match waiter.wait().await {
                 Some(Some(filled)) if serves(&shared, &filled, &primary, &parts, &mut user) => {
@@ -926,7 +934,7 @@ where
                 Some(None) => {
                     // The leader's response was not shareable: ask ourselves.
                     record_decision("miss", "service");
-                    break (generation, Mode::Fill(fwd), None, fallback);
+                    break (generation, Mode::Fill(fwd), None, stale, if_error);
                 }
                 // Stored for another variant, or the leader went away:
                 // look again (with the rule now known), perhaps lead.
@@ -934,9 +942,10 @@ where
             },
         }
     };
+    let fallback = stale.clone().filter(|_| if_error);
     let request_headers = fallback.as_ref().map(|_| parts.headers.clone());
     let forwarded = forward(
-        &shared, inner, parts, body, &primary, user, generation, mode,
+        &shared, inner, parts, body, &primary, user, generation, mode, stale,
     )
     .await;
     // `stale-if-error`: a stale response stands in for a server error or
@@ -1013,6 +1022,8 @@ struct Ctx<'a> {
     /// When the request went to the inner service (RFC 9111 §4.2.3
     /// `request_time`).
     sent_at: SystemTime,
+    /// The stale stored response whose validators the request carries.
+    revalidating: Option<Arc<Entry>>,
 }
 
 impl Ctx<'_> {
@@ -1034,6 +1045,7 @@ async fn forward<S, ReqBody, ResBody>(
     mut user: LazyUser,
     generation: u64,
     mode: Mode,
+    stale: Option<Arc<Entry>>,
 ) -> Result<(Response<CacheBody<ResBody>>, Outcome), S::Error>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
@@ -1052,12 +1064,26 @@ where
         parts.method = Method::GET;
     }
     let request_headers = parts.headers.clone();
+    let mut revalidating = None;
     if matches!(mode, Mode::Fill(_)) {
         // A fill fetches the whole representation for everyone: a 304 the
         // service might answer to this client's validators could not be
         // stored. The cache answers the validators itself afterwards.
         parts.headers.remove(IF_NONE_MATCH);
         parts.headers.remove(IF_MODIFIED_SINCE);
+        // With the stale copy's own validators instead, a 304 says the
+        // copy is still good (RFC 9111 §4.3.1).
+        if let Some(stale) = stale.filter(|entry| entry.response().is_some_and(has_validators)) {
+            if let Some(stored) = stale.response() {
+                if let Some(etag) = stored.etag() {
+                    parts.headers.insert(IF_NONE_MATCH, etag.clone());
+                }
+                if let Some(date) = stored.headers().get(LAST_MODIFIED) {
+                    parts.headers.insert(IF_MODIFIED_SINCE, date.clone());
+                }
+            }
+            revalidating = Some(stale);
+        }
     }
     let ctx = Ctx {
         primary,
@@ -1069,6 +1095,7 @@ where
         mode,
         counted,
         sent_at: shared.clock.now(),
+        revalidating,
     };
     std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
     let response = inner.call(Request::from_parts(parts, body)).await?;
@@ -1096,6 +1123,11 @@ where
         .get::<CachePolicy>()
         .cloned()
         .or_else(|| shared.default_policy.clone());
+    if response.status() == StatusCode::NOT_MODIFIED
+        && let Some(stale) = ctx.revalidating.clone()
+    {
+        return refresh(shared, response, policy, &stale, ctx).await;
+    }
     let Some(policy) = policy else {
         ctx.tally(&shared.stats.bypasses);
         remember_pass(shared, &ctx, response.status()).await;
@@ -1206,9 +1238,99 @@ where
     Buffered::Whole(first.unwrap_or_else(|| rest.freeze()))
 }
 
+/// Whether a stored response can be revalidated: it has an `ETag` or a
+/// `Last-Modified`.
+fn has_validators(stored: &CachedResponse) -> bool {
+    stored.etag().is_some() || stored.headers().contains_key(LAST_MODIFIED)
+}
+
+/// The service answered 304 to the stale copy's validators: the copy is
+/// good again. Its headers are updated from the 304 (RFC 9111 §3.2,
+/// §4.3.4), it is stored anew with the freshness the updated headers (or
+/// the route's policy) give, and it answers the request.
+async fn refresh<B>(
+    shared: &Shared,
+    response: Response<B>,
+    policy: Option<CachePolicy>,
+    stale: &Entry,
+    ctx: Ctx<'_>,
+) -> (Response<CacheBody<B>>, Outcome) {
+    ctx.tally(&shared.stats.misses);
+    let Some(stored) = stale.response() else {
+        unreachable!("only response entries are revalidated");
+    };
+    let now = shared.clock.now();
+    let mut headers = rfc9111::freshen_headers(stored.headers(), response.headers());
+    let plan = match policy.as_ref().map(CachePolicy::scope) {
+        Some(Scope::Origin) => {
+            let mut probe = Response::new(());
+            *probe.status_mut() = stored.status();
+            *probe.headers_mut() = headers.clone();
+            origin_plan(shared, &probe, &ctx).ok().map(|plan| {
+                headers.remove(rfc9111::STRATA_CACHE_CONTROL);
+                rfc9111::strip_unstorable_fields(&mut headers, &plan.directives);
+                let mut tags = policy
+                    .as_ref()
+                    .map(|p| p.tag_list().to_vec())
+                    .unwrap_or_default();
+                tags.extend(plan.tags);
+                (plan.stored_at, plan.ttl, plan.stale, tags)
+            })
+        }
+        Some(Scope::Public | Scope::Private) => policy.as_ref().map(|policy| {
+            (
+                now,
+                policy.ttl(),
+                policy.stale_retention(),
+                stale.tags.clone(),
+            )
+        }),
+        _ => None,
+    };
+    let (stored_at, ttl, keep, tags) =
+        plan.clone()
+            .unwrap_or((now, Duration::ZERO, Duration::ZERO, stale.tags.clone()));
+    let entry = Arc::new(Entry {
+        key: stale.key.clone(),
+        name: stale.name.clone(),
+        user: stale.user.clone(),
+        tags,
+        stored_at,
+        ttl,
+        stale: keep,
+        kind: EntryKind::Response(CachedResponse::new(
+            stored.status(),
+            headers,
+            stored.body().clone(),
+            stored.last_modified(),
+        )),
+    });
+    // Without a plan the copy is good for this request, but nothing says
+    // for how long: it is not stored.
+    let stored_now = plan.is_some() && shared.put_all(&[Arc::clone(&entry)], ctx.generation).await;
+    if stored_now {
+        bump(&shared.stats.stores);
+    }
+    let served = Served::Revalidated { stored: stored_now };
+    let response = respond_from_entry(
+        shared,
+        &entry,
+        &ctx.request_headers,
+        ctx.head,
+        entry.age(now),
+        served,
+    );
+    let outcome = stored_now.then(|| Arc::new(Filled { entry, rule: None }));
+    (response, outcome)
+}
+
 /// The longest a response's own headers may keep it (fresh or stale):
 /// RFC 9111 lets them ask for up to 2^31 s.
 const MAX_ORIGIN_RETENTION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// How long past its freshness a response with validators of its own is
+/// kept, to be revalidated rather than fetched whole.
+const KEEP_FOR_REVALIDATION: Duration = Duration::from_secs(3600);
 
 /// What a response's own headers say about storing it, under
 /// [`CachePolicy::origin`].
@@ -1242,38 +1364,51 @@ fn origin_plan<B>(
         &directives,
     )
     .map_err(rfc9111::NotStorable::detail)?;
-    // Storing would oblige revalidation on every use, which this cache
-    // does not do yet: not storing is allowed (RFC 9111 §3).
-    if directives.no_cache.is_some() {
+    // Validators of the upstream's own: a stale copy can be revalidated
+    // with them instead of fetched whole.
+    let validators = headers.contains_key(ETAG) || headers.contains_key(LAST_MODIFIED);
+    // `no-cache`: stored, but revalidated before every use (RFC 9111
+    // §5.2.2.4), which needs validators; without them it is useless.
+    if directives.no_cache.is_some() && !validators {
         return Err("no-cache");
     }
     let now = shared.clock.now();
-    let lifetime = rfc9111::freshness_lifetime(
+    let mut lifetime = rfc9111::freshness_lifetime(
         response.status(),
         headers,
         &directives,
         now,
         rfc9111::DEFAULT_HEURISTIC_CAP,
     );
-    if lifetime.duration.is_zero() {
+    if directives.no_cache.is_some() {
+        lifetime.duration = Duration::ZERO;
+    }
+    if lifetime.duration.is_zero() && !validators {
         return Err("no-freshness");
     }
     let tags = rfc9111::surrogate_keys(headers).map_err(|_| "surrogate-key")?;
     let windows = StaleWindows::from_directives(&directives);
     let timing = ResponseTiming::new(ctx.sent_at, now, headers);
     // Older than its lifetime on arrival, with no stale window to serve it
-    // in: it could never answer a request.
+    // in and nothing to revalidate it with: it could never answer.
     if timing.corrected_initial_age() >= lifetime.duration
         && windows.while_revalidate.is_zero()
         && windows.if_error.is_zero()
+        && !validators
     {
         return Err("already-stale");
     }
+    let keep = if validators {
+        KEEP_FOR_REVALIDATION
+    } else {
+        Duration::ZERO
+    };
     Ok(OriginPlan {
         ttl: lifetime.duration.min(MAX_ORIGIN_RETENTION),
         stale: windows
             .while_revalidate
             .max(windows.if_error)
+            .max(keep)
             .min(MAX_ORIGIN_RETENTION),
         stored_at: timing.generated_at(),
         directives,
