@@ -80,7 +80,16 @@ pub(crate) struct Shared {
     /// Whether clients' `Cache-Control` (and `Pragma`) request directives
     /// are obeyed.
     pub(crate) request_directives: bool,
+    /// Whether stored responses list their tags in `Surrogate-Key`.
+    pub(crate) emit_surrogate_keys: bool,
+    /// Told of every invalidation made here (not those from other
+    /// instances).
+    pub(crate) on_invalidate: Option<InvalidationHook>,
 }
+
+/// A function told of every invalidation a cache makes
+/// ([`CacheBuilder::on_invalidate`]).
+pub type InvalidationHook = Arc<dyn Fn(&Invalidation) + Send + Sync>;
 
 impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -175,6 +184,9 @@ impl Shared {
             }
             _ => self.store.invalidate(what).await,
         };
+        if let Some(hook) = &self.on_invalidate {
+            hook(what);
+        }
         result.inspect_err(|error| {
             bump(&self.stats.errors);
             tracing::warn!(%error, "cache invalidation failed");
@@ -235,6 +247,8 @@ pub struct CacheBuilder {
     max_body: usize,
     pass_ttl: Duration,
     request_directives: bool,
+    emit_surrogate_keys: bool,
+    on_invalidate: Option<InvalidationHook>,
     clock: Arc<dyn Clock>,
 }
 
@@ -262,6 +276,8 @@ impl Default for CacheBuilder {
             max_body: DEFAULT_MAX_BODY,
             pass_ttl: DEFAULT_PASS_TTL,
             request_directives: false,
+            emit_surrogate_keys: false,
+            on_invalidate: None,
             clock: Arc::new(SystemClock),
         }
     }
@@ -322,6 +338,42 @@ impl CacheBuilder {
     /// for a gateway whose clients are trusted to ask.
     pub fn honour_request_directives(mut self, honour: bool) -> Self {
         self.request_directives = honour;
+        self
+    }
+
+    /// List each stored response's tags in a `Surrogate-Key` header (space
+    /// separated; tags containing white space are left out), for a CDN in
+    /// front that purges by key (Fastly's `Surrogate-Key`; others read a
+    /// field of their own). A response that already has one keeps it.
+    pub fn emit_surrogate_keys(mut self, emit: bool) -> Self {
+        self.emit_surrogate_keys = emit;
+        self
+    }
+
+    /// Calls `hook` with every invalidation this cache makes: writes'
+    /// automatic ones and every `invalidate_*` call, after the stores have
+    /// dropped the entries (invalidations from other instances are theirs
+    /// to report). Forward them to a CDN's purge API, so a purge by tag
+    /// reaches the CDN's copies too. Keep it quick: it runs on the
+    /// invalidating task; spawn the purge request.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use strata_core::{Cache, store::Invalidation};
+    ///
+    /// let purged = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = Arc::clone(&purged);
+    /// let cache = Cache::builder()
+    ///     .on_invalidate(move |what: &Invalidation| {
+    ///         if let Invalidation::Tag(tag) = what {
+    ///             seen.lock().unwrap().push(tag.clone()); // e.g. POST /purge/{tag} to the CDN
+    ///         }
+    ///     })
+    ///     .build();
+    /// # let _ = cache;
+    /// ```
+    pub fn on_invalidate(mut self, hook: impl Fn(&Invalidation) + Send + Sync + 'static) -> Self {
+        self.on_invalidate = Some(Arc::new(hook));
         self
     }
 
@@ -407,6 +459,8 @@ impl CacheBuilder {
             max_body: self.max_body,
             pass_ttl: self.pass_ttl,
             request_directives: self.request_directives,
+            emit_surrogate_keys: self.emit_surrogate_keys,
+            on_invalidate: self.on_invalidate,
         });
         let weak = Arc::downgrade(&shared);
         shared

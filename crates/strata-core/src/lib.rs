@@ -62,7 +62,8 @@ pub use config::{Config, TtlProfiles};
 pub use entry::{CachedResponse, Entry, EntryKind, VariantRule};
 pub use error::{Error, Result};
 pub use handle::{
-    Cache, CacheBuilder, CacheHandle, DEFAULT_MAX_BODY, DEFAULT_PASS_TTL, UserResolver,
+    Cache, CacheBuilder, CacheHandle, DEFAULT_MAX_BODY, DEFAULT_PASS_TTL, InvalidationHook,
+    UserResolver,
 };
 pub use key::KeyBuilder;
 pub use layer::CacheLayer;

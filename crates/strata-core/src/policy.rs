@@ -67,6 +67,7 @@ struct PolicyInner {
     stale_while_revalidate: Duration,
     stale_if_error: Duration,
     cache_control: HeaderValue,
+    cdn_cache_control: Option<HeaderValue>,
 }
 
 impl CachePolicy {
@@ -80,6 +81,7 @@ impl CachePolicy {
             stale_while_revalidate: Duration::ZERO,
             stale_if_error: Duration::ZERO,
             cache_control: HeaderValue::from_static("no-store"),
+            cdn_cache_control: None,
         };
         inner.cache_control = render_cache_control(&inner);
         Self {
@@ -182,6 +184,33 @@ impl CachePolicy {
         inner.s_maxage = Some(ttl);
         inner.cache_control = render_cache_control(inner);
         self
+    }
+
+    /// For CDNs only (RFC 9213): `CDN-Cache-Control: max-age=N`, which a
+    /// CDN obeys instead of `Cache-Control` and does not pass on, so the
+    /// CDN may keep a public response longer (or shorter) than browsers
+    /// and strata do. Ignored on other scopes than public.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use strata_core::CachePolicy;
+    ///
+    /// let policy = CachePolicy::public(Duration::from_secs(60)).cdn_max_age(Duration::from_secs(86_400));
+    /// assert_eq!(policy.cdn_cache_control().unwrap(), "max-age=86400");
+    /// ```
+    pub fn cdn_max_age(mut self, ttl: Duration) -> Self {
+        let inner = Arc::make_mut(&mut self.inner);
+        inner.cdn_cache_control = (inner.scope == Scope::Public).then(|| {
+            HeaderValue::try_from(format!("max-age={}", ttl.as_secs()))
+                .expect("digits and ASCII are a valid header value")
+        });
+        self
+    }
+
+    /// The `CDN-Cache-Control` value the layer writes, if any
+    /// ([`cdn_max_age`](Self::cdn_max_age)).
+    pub fn cdn_cache_control(&self) -> Option<&HeaderValue> {
+        self.inner.cdn_cache_control.as_ref()
     }
 
     /// Once the response is stale, keep serving it for up to `window`

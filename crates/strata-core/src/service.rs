@@ -1238,6 +1238,15 @@ where
     Buffered::Whole(first.unwrap_or_else(|| rest.freeze()))
 }
 
+/// The fields a policy writes on a response: `Cache-Control`, and
+/// `CDN-Cache-Control` when it has one.
+fn write_policy_headers(headers: &mut HeaderMap, policy: &CachePolicy) {
+    headers.insert(CACHE_CONTROL, policy.cache_control().clone());
+    if let Some(cdn) = policy.cdn_cache_control() {
+        headers.insert(rfc9111::CDN_CACHE_CONTROL, cdn.clone());
+    }
+}
+
 /// Whether a stored response can be revalidated: it has an `ETag` or a
 /// `Last-Modified`.
 fn has_validators(stored: &CachedResponse) -> bool {
@@ -1475,7 +1484,7 @@ where
             reason,
             "status" | "set-cookie" | "no-store" | "no-cache" | "private"
         ) {
-            headers.insert(CACHE_CONTROL, policy.cache_control().clone());
+            write_policy_headers(headers, policy);
         }
         headers.insert(CACHE_STATUS, not_stored_status(fwd, reason));
         return (response, None);
@@ -1493,7 +1502,7 @@ where
             if origin.is_some() {
                 headers.remove(rfc9111::STRATA_CACHE_CONTROL);
             } else {
-                headers.insert(CACHE_CONTROL, policy.cache_control().clone());
+                write_policy_headers(headers, policy);
             }
             headers.insert(CACHE_STATUS, not_stored_status(fwd, "too-large"));
             return (response, None);
@@ -1527,7 +1536,7 @@ where
             rfc9111::strip_unstorable_fields(&mut headers, &plan.directives);
         }
         None => {
-            headers.insert(CACHE_CONTROL, policy.cache_control().clone());
+            write_policy_headers(&mut headers, policy);
         }
     }
     let etag = (!headers.contains_key(ETAG)).then(|| etag_for(&body));
@@ -1590,6 +1599,21 @@ where
             policy.tag_list().to_vec(),
         ),
     };
+    if shared.emit_surrogate_keys
+        && !tags.is_empty()
+        && !headers.contains_key(rfc9111::SURROGATE_KEY)
+    {
+        // For a CDN in front: the same tags, so a purge by tag can name
+        // the same keys there (tags with white space cannot be listed).
+        let listed: Vec<&str> = tags
+            .iter()
+            .map(String::as_str)
+            .filter(|tag| !tag.contains(char::is_whitespace))
+            .collect();
+        if let Ok(value) = HeaderValue::try_from(listed.join(" ")) {
+            headers.insert(rfc9111::SURROGATE_KEY, value);
+        }
+    }
     let entry = Arc::new(Entry {
         key,
         name: ctx.name.clone(),
