@@ -496,6 +496,16 @@ async fn vary_keeps_two_and_three_variants_apart_and_vary_star_is_not_stored() {
         );
     }
     assert_eq!(t.origin.calls("/r/three"), 3);
+    // Accept-Encoding is compared case- and order-insensitively (RFC 9111
+    // §4.1 allows normalising it); Accept-Language is not.
+    let same = t
+        .get_with(
+            url,
+            &[("accept-language", "en"), ("accept-encoding", " GZIP ")],
+        )
+        .await;
+    assert_eq!(same.cache_status, "strata; hit");
+    assert_eq!(t.origin.calls("/r/three"), 3);
 
     t.not_stored("/r/star?cc=max-age=60&vary=*", "vary-star")
         .await;

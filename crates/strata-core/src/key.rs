@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! {app}:{env}:http:{path}?{sorted query}             a URL's primary key
-//! {primary}#u={user}#h={name}={value}...             one of its variants
+//! {primary}#u={user}#h={name}={value}&...            one of its variants
 //! {app}:{env}:{name}                                 a get_or_compute value
 //! {app}:{env}:sha256:{64 hex}                        any of the above, when too long
 //! ```
@@ -141,21 +141,11 @@ impl KeyBuilder {
             key.push_str("#u=");
             push_escaped(&mut key, user.as_bytes());
         }
-        for name in vary {
+        if !vary.is_empty() {
+            // Normalised where RFC 9111 §4.1 allows: white space, empty
+            // list members, and `Accept-Encoding`'s case and order.
             key.push_str("#h=");
-            key.push_str(name.as_str());
-            let mut values = request_headers.get_all(name).iter().peekable();
-            if values.peek().is_some() {
-                key.push('=');
-            }
-            let mut first = true;
-            for value in values {
-                if !first {
-                    key.push(',');
-                }
-                first = false;
-                push_escaped(&mut key, trim(value.as_bytes()));
-            }
+            crate::rfc9111::write_secondary_key(&mut key, vary, request_headers);
         }
         self.bound(key)
     }
@@ -247,18 +237,6 @@ fn unescape(escaped: &str) -> String {
 
 fn name_of(pair: &str) -> &str {
     pair.split_once('=').map_or(pair, |(name, _)| name)
-}
-
-fn trim(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(bytes.len());
-    let end = bytes
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |i| i + 1);
-    &bytes[start..end]
 }
 
 /// Appends `bytes`, percent-encoding `#`, `%`, `:` and anything that is not
@@ -380,5 +358,50 @@ mod tests {
     fn path_of_strips_the_query() {
         assert_eq!(path_of("/a/b?x=1"), "/a/b");
         assert_eq!(path_of("/a/b"), "/a/b");
+    }
+}
+
+#[cfg(test)]
+mod variant_tests {
+    use http::{HeaderMap, HeaderName, HeaderValue};
+
+    use super::KeyBuilder;
+
+    fn key(vary: &[&'static str], headers: &[(&'static str, &'static str)]) -> String {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        let vary: Vec<HeaderName> = vary.iter().map(|n| HeaderName::from_static(n)).collect();
+        KeyBuilder::new("app", "test").variant_key("app:test:http:/p", None, &vary, &map)
+    }
+
+    #[test]
+    fn accept_encoding_variants_ignore_case_order_and_white_space() {
+        let vary = ["accept-encoding"];
+        let a = key(&vary, &[("accept-encoding", "gzip, br")]);
+        assert_eq!(a, key(&vary, &[("accept-encoding", "BR,GZIP")]));
+        assert_eq!(
+            a,
+            key(
+                &vary,
+                &[("accept-encoding", "br"), ("accept-encoding", " gzip ")]
+            )
+        );
+        assert_ne!(a, key(&vary, &[("accept-encoding", "gzip")]));
+    }
+
+    #[test]
+    fn other_fields_keep_their_order_and_absent_differs_from_empty() {
+        let vary = ["accept-language"];
+        assert_ne!(
+            key(&vary, &[("accept-language", "en, fr")]),
+            key(&vary, &[("accept-language", "fr, en")])
+        );
+        assert_eq!(
+            key(&vary, &[("accept-language", "en,fr")]),
+            key(&vary, &[("accept-language", " en , fr ")])
+        );
+        assert_ne!(key(&vary, &[]), key(&vary, &[("accept-language", "")]));
     }
 }

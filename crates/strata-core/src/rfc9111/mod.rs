@@ -96,7 +96,7 @@ pub use targeted::{
     CDN_CACHE_CONTROL, DirectiveSource, STRATA_CACHE_CONTROL, response_directives,
     targeted_directives,
 };
-pub use vary::{Vary, secondary_key, variant_matches};
+pub use vary::{Vary, secondary_key, variant_matches, write_secondary_key};
 
 #[cfg(test)]
 mod fuzz {

@@ -126,6 +126,13 @@ pub fn secondary_key(vary: &Vary, request: &HeaderMap) -> Option<String> {
         return None;
     };
     let mut key = String::new();
+    write_secondary_key(&mut key, names, request);
+    Some(key)
+}
+
+/// Appends the [`secondary_key`] of a request for these field names to
+/// `key` (the cache's variant keys are built this way).
+pub fn write_secondary_key(key: &mut String, names: &[HeaderName], request: &HeaderMap) {
     for (index, name) in names.iter().enumerate() {
         if index > 0 {
             key.push('&');
@@ -149,18 +156,17 @@ pub fn secondary_key(vary: &Vary, request: &HeaderMap) -> Option<String> {
                 })
                 .collect();
             members.sort_unstable();
-            push_members(&mut key, members.iter().map(Vec::as_slice));
+            push_members(key, members.iter().map(Vec::as_slice));
         } else {
             // Empty list elements carry nothing (RFC 9110 §5.6.1).
             push_members(
-                &mut key,
+                key,
                 lines
                     .flat_map(|line| split_list(line.as_bytes()))
                     .filter(|member| !member.is_empty()),
             );
         }
     }
-    Some(key)
 }
 
 /// Whether a request with headers `request` may be served the stored
