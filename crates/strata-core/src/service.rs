@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{
-    AGE, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH,
+    AGE, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, DATE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH,
     LAST_MODIFIED, PRAGMA, SET_COOKIE, VARY,
 };
 use http::request::Parts;
@@ -200,6 +200,9 @@ enum Fwd {
     UriMiss,
     VaryMiss,
     Stale,
+    /// The client's request directives sent it on (`no-cache`, `max-age`,
+    /// `min-fresh`).
+    Request,
 }
 
 enum Step {
@@ -382,13 +385,18 @@ fn obey_request(step: Step, request: &RequestDirectives, now: SystemTime) -> Ste
             },
             Some(entry),
         ) => {
-            let flight_key = match step {
-                Step::Miss { flight_key, .. } | Step::Stale { flight_key, .. } => flight_key,
-                _ => entry.key.clone(),
+            // A copy the cache would have served, sent on by the client's
+            // directives, is `fwd=request` (RFC 9211 §2.2).
+            let (flight_key, fwd) = match step {
+                Step::Miss {
+                    flight_key, fwd, ..
+                } => (flight_key, fwd),
+                Step::Stale { flight_key, .. } => (flight_key, Fwd::Request),
+                _ => (entry.key.clone(), Fwd::Request),
             };
             Step::Miss {
                 flight_key,
-                fwd: Fwd::Stale,
+                fwd,
                 if_error: stale_if_error_until.is_some_and(|until| now <= until),
                 stale: Some(entry),
             }
@@ -607,9 +615,11 @@ enum Served {
     StaleWhileRevalidate,
     /// Stale, as the client accepts (`max-stale`).
     Accepted,
-    /// Stale, then confirmed by a 304 from the service (and stored again,
-    /// or not).
+    /// Sent to the service with the stored copy's validators (because it
+    /// was stale, or the client asked), confirmed by a 304, and stored
+    /// again or not.
     Revalidated {
+        fwd: Fwd,
         stored: bool,
     },
     /// Stale, instead of the error the service answered (its status, or
@@ -622,15 +632,25 @@ fn cache_status(served: Served) -> HeaderValue {
         Served::Hit => return HIT.clone(),
         Served::StaleWhileRevalidate => "strata; hit; detail=stale-while-revalidate",
         Served::Accepted => "strata; hit; detail=max-stale",
-        Served::Revalidated { stored: true } => "strata; fwd=stale; fwd-status=304; stored",
-        Served::Revalidated { stored: false } => "strata; fwd=stale; fwd-status=304",
-        Served::StaleIfError(None) => "strata; hit; fwd=stale; detail=stale-if-error",
+        Served::Revalidated { fwd, stored: true } => match fwd {
+            Fwd::Request => "strata; fwd=request; fwd-status=304; stored",
+            _ => "strata; fwd=stale; fwd-status=304; stored",
+        },
+        Served::Revalidated { fwd, stored: false } => match fwd {
+            Fwd::Request => "strata; fwd=request; fwd-status=304",
+            _ => "strata; fwd=stale; fwd-status=304",
+        },
+        // Forwarded, so not a `hit` (RFC 9211 §2.1), though the stored
+        // response answers.
+        Served::StaleIfError(None) => "strata; fwd=stale; detail=stale-if-error",
         Served::StaleIfError(Some(status)) => {
             return HeaderValue::try_from(format!(
-                "strata; hit; fwd=stale; fwd-status={}; detail=stale-if-error",
+                "strata; fwd=stale; fwd-status={}; detail=stale-if-error",
                 status.as_u16()
             ))
-            .unwrap_or_else(|_| HeaderValue::from_static("strata; hit; detail=stale-if-error"));
+            .unwrap_or_else(|_| {
+                HeaderValue::from_static("strata; fwd=stale; detail=stale-if-error")
+            });
         }
         Served::Stored(Fwd::UriMiss) => "strata; fwd=uri-miss; stored",
         Served::Stored(Fwd::VaryMiss) => "strata; fwd=vary-miss; stored",
@@ -641,6 +661,9 @@ fn cache_status(served: Served) -> HeaderValue {
         Served::Collapsed(Fwd::UriMiss) => "strata; fwd=uri-miss; collapsed",
         Served::Collapsed(Fwd::VaryMiss) => "strata; fwd=vary-miss; collapsed",
         Served::Collapsed(Fwd::Stale) => "strata; fwd=stale; collapsed",
+        Served::Stored(Fwd::Request) => "strata; fwd=request; stored",
+        Served::Fetched(Fwd::Request) => "strata; fwd=request",
+        Served::Collapsed(Fwd::Request) => "strata; fwd=request; collapsed",
     };
     HeaderValue::from_static(text)
 }
@@ -655,6 +678,7 @@ fn fwd_name(fwd: Fwd) -> &'static str {
         Fwd::UriMiss => "uri-miss",
         Fwd::VaryMiss => "vary-miss",
         Fwd::Stale => "stale",
+        Fwd::Request => "request",
     }
 }
 
@@ -1320,7 +1344,14 @@ async fn refresh<B>(
     if stored_now {
         bump(&shared.stats.stores);
     }
-    let served = Served::Revalidated { stored: stored_now };
+    let fwd = match ctx.mode {
+        Mode::Fill(fwd) => fwd,
+        _ => Fwd::Stale,
+    };
+    let served = Served::Revalidated {
+        fwd,
+        stored: stored_now,
+    };
     let response = respond_from_entry(
         shared,
         &entry,
@@ -1534,6 +1565,11 @@ where
         Some(plan) => {
             headers.remove(rfc9111::STRATA_CACHE_CONTROL);
             rfc9111::strip_unstorable_fields(&mut headers, &plan.directives);
+            // A response without a `Date` gets the time it was received
+            // (RFC 9110 §6.6.1), not the time of each hit.
+            if !headers.contains_key(DATE) {
+                headers.insert(DATE, http_date(now));
+            }
         }
         None => {
             write_policy_headers(&mut headers, policy);
