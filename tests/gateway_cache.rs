@@ -34,6 +34,8 @@ struct Origin {
     clock: MockClock,
     calls: Arc<Mutex<HashMap<String, usize>>>,
     failing: Arc<AtomicBool>,
+    /// Answer GETs 200 ms late (real time), so a refresh stays in flight.
+    slow: Arc<AtomicBool>,
 }
 
 impl Origin {
@@ -81,7 +83,13 @@ async fn upstream_handler(State(origin): State<Origin>, request: Request) -> Res
         if let Some(location) = ask.get("location") {
             headers.insert("location", HeaderValue::from_str(location).unwrap());
         }
+        if let Some(location) = ask.get("clocation") {
+            headers.insert("content-location", HeaderValue::from_str(location).unwrap());
+        }
         return (StatusCode::CREATED, headers, "created").into_response();
+    }
+    if origin.slow.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     if origin.failing.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
@@ -119,6 +127,7 @@ async fn upstream_handler(State(origin): State<Origin>, request: Request) -> Res
         ("age", "age"),
         ("vary", "vary"),
         ("sk", "surrogate-key"),
+        ("ct", "cache-tag"),
     ] {
         if let Some(value) = ask.get(query) {
             set(header, value);
@@ -190,6 +199,7 @@ async fn setup_with(honour_request_directives: bool) -> Setup {
         clock: MockClock::new(),
         calls: Arc::default(),
         failing: Arc::default(),
+        slow: Arc::default(),
     };
     let upstream = serve(
         Router::new()
@@ -530,11 +540,19 @@ async fn a_strata_targeted_field_overrides_cache_control_and_is_removed() {
 #[tokio::test]
 async fn surrogate_keys_are_tags_that_invalidation_reaches() {
     let t = setup().await;
+    // `Cache-Tag` (comma separated) is read the same way.
+    t.stored("/r/four?cc=max-age=600&ct=catalog,x").await;
     t.stored("/r/one?cc=max-age=600&sk=team-7%20catalog").await;
     t.stored("/r/two?cc=max-age=600&sk=catalog").await;
     t.stored("/r/three?cc=max-age=600&sk=other").await;
     let dropped = t.cache.handle().invalidate_tag("catalog").await.unwrap();
-    assert_eq!(dropped, 2);
+    assert_eq!(dropped, 3);
+    assert_eq!(
+        t.get("/r/four?cc=max-age=600&ct=catalog,x")
+            .await
+            .cache_status,
+        "strata; fwd=uri-miss; stored"
+    );
     assert_eq!(
         t.get("/r/one?cc=max-age=600&sk=team-7%20catalog")
             .await
@@ -564,12 +582,21 @@ async fn stale_while_revalidate_from_the_upstream_refreshes_in_the_background() 
     let url = "/r/swr?cc=max-age=10,stale-while-revalidate=30";
     t.stored(url).await;
     t.advance(15);
+    // The refresh takes 200 ms upstream.
+    t.origin.slow.store(true, Ordering::SeqCst);
     let stale = t.get(url).await;
     assert_eq!(
         stale.cache_status,
         "strata; hit; detail=stale-while-revalidate"
     );
     assert!(stale.body.starts_with("call 1 "), "{}", stale.body);
+    // More stale requests while that refresh is still upstream: they are
+    // answered from the stale copy and start no refresh of their own.
+    let more = futures_util::future::join_all((0..20).map(|_| t.get(url))).await;
+    for seen in &more {
+        assert!(seen.body.starts_with("call 1 "), "{}", seen.body);
+    }
+    t.origin.slow.store(false, Ordering::SeqCst);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         let seen = t.get(url).await;
@@ -669,6 +696,17 @@ async fn a_write_invalidates_its_url_and_its_same_origin_location() {
     assert_eq!(
         t.get("/r/elsewhere/8?cc=max-age=600").await.cache_status,
         "strata; hit"
+    );
+    // Content-Location, relative to the request, too.
+    t.stored("/r/items/9?cc=max-age=600").await;
+    t.client
+        .post(format!("http://{}/r/items/new?clocation=9", t.gateway.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        t.get("/r/items/9?cc=max-age=600").await.cache_status,
+        "strata; fwd=uri-miss; stored"
     );
 }
 
