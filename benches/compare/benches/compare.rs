@@ -16,7 +16,15 @@
 //! - `axum-response-cache` 0.5, `tower-http-cache` 0.6 (in-memory backend)
 //!   and `http-cache-tower-server` 0.2 (moka manager), each configured as
 //!   its documentation says to cache this response for 600 s: a hit, and a
-//!   304 when the crate answers conditional requests.
+//!   304 when the crate answers conditional requests;
+//! - a static upstream (the same body without work, plus an ETag and
+//!   `Date`) served directly (that group's ceiling), behind strata's
+//!   gateway (`examples/gateway/proxy.rs`, `CachePolicy::origin`, on the
+//!   same current-thread server), and behind nginx `proxy_cache` when
+//!   `nginx` is installed (a child process on a config the bench writes to
+//!   a temporary folder: one process, one worker; its CPU time is its
+//!   process's `utime + stime`). Without nginx the line says how to
+//!   install it (`apt-get install nginx`).
 //!
 //! Before each run the bench checks the contender: a full 2 KiB body, and
 //! for a cache that the second request did not reach the handler (a
@@ -50,7 +58,7 @@
 //! Options (after `--`): `--quick`, `--warmup S`, `--duration S`,
 //! `--connections N` (32), `--stampede N` (1000), `--no-stampede`,
 //! `--chart PATH`, `--filter TEXT` (only contenders whose name contains
-//! TEXT).
+//! TEXT, or one of its `|`-separated parts: `--filter 'gateway|nginx'`).
 //!
 //! `cargo test --all-targets` runs bench targets without `--bench`: then
 //! this prints a line and returns.
@@ -59,10 +67,14 @@
 mod chart;
 #[path = "compare/contenders.rs"]
 mod contenders;
+#[path = "compare/gateway.rs"]
+mod gateway;
 #[path = "compare/loadgen.rs"]
 mod loadgen;
 #[path = "compare/options.rs"]
 mod options;
+#[path = "../../../examples/gateway/proxy.rs"]
+mod proxy;
 #[path = "compare/report.rs"]
 mod report;
 #[path = "compare/server.rs"]
@@ -80,6 +92,7 @@ use strata_testkit::RedisServer;
 use tokio::runtime::Runtime;
 
 use contenders::{Contender, Kind, Shape};
+use gateway::Running;
 use loadgen::{Expected, Fetched, Load, Measured, Target, Watch};
 use options::Options;
 use report::{Outcome, Row};
@@ -221,7 +234,7 @@ fn not_measured(contender: Contender, outcome: &Outcome) {
 /// A contender whose server runs and passed its checks.
 #[derive(Debug)]
 struct Ready {
-    server: Server,
+    running: Running,
     target: Target,
     expected: Expected,
     watch: Watch,
@@ -241,28 +254,36 @@ fn prepare(
         let why = Outcome::Skipped("redis-server not found".to_owned());
         return (Err(why), String::new());
     }
-    let calls = Arc::new(AtomicU64::new(0));
-    let work = if kind == Kind::Ceiling {
-        Duration::ZERO
+    let running = if kind.in_gateway_group() {
+        match gateway::start(kind, body) {
+            Ok(running) => running,
+            Err(why) => return (Err(Outcome::Skipped(why)), String::new()),
+        }
     } else {
-        WORK
+        let calls = Arc::new(AtomicU64::new(0));
+        let work = if kind == Kind::Ceiling {
+            Duration::ZERO
+        } else {
+            WORK
+        };
+        let server = Server::start(
+            &contender.name(),
+            contenders::build(
+                kind,
+                body.clone(),
+                Arc::clone(&calls),
+                work,
+                redis.map(RedisServer::url),
+            ),
+        );
+        Running::server(server, calls)
     };
-    let server = Server::start(
-        &contender.name(),
-        contenders::build(
-            kind,
-            body.clone(),
-            Arc::clone(&calls),
-            work,
-            redis.map(RedisServer::url),
-        ),
-    );
     let mut target = Target {
-        addr: server.addr,
+        addr: running.addr,
         shape: contender.shape,
         etag: None,
     };
-    let note = match client.block_on(check(contender, &mut target, body, &calls)) {
+    let note = match client.block_on(check(contender, &mut target, body, &running.calls)) {
         Ok(note) => note,
         Err(outcome) => return (Err(outcome), String::new()),
     };
@@ -275,14 +296,14 @@ fn prepare(
         },
     };
     let watch = Watch {
-        cpu: server.cpu_probe(),
-        calls,
+        cpu: running.cpu.clone(),
+        calls: Arc::clone(&running.calls),
         redis_pid: redis
             .filter(|_| kind == Kind::StrataTiered)
             .and_then(RedisServer::pid),
     };
     let ready = Ready {
-        server,
+        running,
         target,
         expected,
         watch,
@@ -319,11 +340,12 @@ fn measure_all(
         println!("round {round} of {rounds}");
         for (contender, ready, _, results) in &mut prepared {
             let Ok(ready) = ready else { continue };
-            let measured = client.block_on(loadgen::run(
+            let measured = client.block_on(gateway::run(
                 &ready.target,
                 load,
                 ready.expected,
                 &ready.watch,
+                ready.running.process,
             ));
             println!(
                 "  {}: {} req/s, server {} µs/req, inner calls {} / {} requests",
@@ -343,7 +365,7 @@ fn measure_all(
         .map(|(contender, ready, note, results)| {
             let outcome = match ready {
                 Ok(ready) => {
-                    drop(ready.server);
+                    ready.running.stop();
                     Outcome::Measured(Measured::merge(results))
                 }
                 Err(outcome) => outcome,
@@ -399,6 +421,7 @@ async fn check(
             first.body.len()
         )));
     }
+    gateway::verify_first(contender.kind, &first).map_err(failed)?;
     if !contender.kind.is_cache() {
         return Ok("200 with the 2 KiB body".to_owned());
     }
@@ -414,9 +437,16 @@ async fn check(
             second.body.len()
         )));
     }
+    gateway::verify_hit(contender.kind, &second).map_err(failed)?;
     let mut note = match (contender.shape, reached) {
         (Shape::Distinct, 0) => "**a new URL did not reach the handler**".to_owned(),
         (Shape::Distinct, _) => format!("new URL: handler called, {}", cache_header(&second)),
+        (_, 0) if contender.kind.in_gateway_group() => {
+            format!(
+                "2nd request: upstream not called, {}",
+                cache_header(&second)
+            )
+        }
         (_, 0) => format!("2nd request: handler not called, {}", cache_header(&second)),
         (_, n) => format!(
             "**not cached: the 2nd request called the handler ({n}x)**, {}",

@@ -6,6 +6,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use crate::contenders::Kind;
 use crate::report::{Row, thousands};
 
 /// One bar: label, value, colour.
@@ -14,13 +15,16 @@ type Bar = (String, f64, RGBColor);
 const STRATA: RGBColor = RGBColor(0x2b, 0x6c, 0xb0);
 const PEER: RGBColor = RGBColor(0xdd, 0x84, 0x52);
 const BASELINE: RGBColor = RGBColor(0x9a, 0x9a, 0x9a);
+const NGINX: RGBColor = RGBColor(0x2f, 0x9e, 0x44);
 const WIDTH: u32 = 1100;
 const ROW_HEIGHT: u32 = 26;
 
 /// Writes the chart of the measured rows to `path` (its folder is created).
 pub(crate) fn write(path: &Path, rows: &[Row], subtitle: &str) -> Result<(), String> {
     let colour = |row: &Row| {
-        if row.contender.kind.is_peer() {
+        if row.contender.kind == Kind::Nginx {
+            NGINX
+        } else if row.contender.kind.is_peer() {
             PEER
         } else if row.contender.kind.is_cache() {
             STRATA
@@ -67,17 +71,18 @@ pub(crate) fn write(path: &Path, rows: &[Row], subtitle: &str) -> Result<(), Str
     if !cpu.is_empty() {
         panel_chart(
             &bottom,
-            "Server thread CPU per request, lower is better (tiered: redis-server not included)",
+            "Server CPU per request, lower is better (tiered: redis-server not included; nginx: its process)",
             "µs of server CPU per request",
             &cpu,
             |v| format!("{v:.1} µs"),
         )?;
     }
     let y = (height - legend + 8) as i32;
-    let mut x = 370;
+    let mut x = 290;
     for (name, colour) in [
         ("strata", STRATA),
         ("other crates", PEER),
+        ("nginx", NGINX),
         ("no cache", BASELINE),
     ] {
         root.draw(&Rectangle::new([(x, y), (x + 14, y + 14)], colour.filled()))

@@ -1,6 +1,8 @@
 //! The contenders: one handler (a 2 KiB JSON body, `Cache-Control: public,
 //! max-age=600`, optional simulated work) behind no cache, strata in its
-//! placements and stores, and the peer caches configured as their docs say.
+//! placements and stores, and the peer caches configured as their docs say;
+//! and the reverse-proxy group (a static upstream directly, behind strata's
+//! gateway and behind nginx), started by `gateway.rs`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -68,6 +70,15 @@ pub(crate) enum Kind {
     TowerHttpCache,
     /// `http-cache-tower-server` 0.2, `MokaManager`, TTL from `max-age`.
     HttpCacheTowerServer,
+    /// The static upstream of the gateway group (the 2 KiB body without
+    /// work, with an ETag), served directly: that group's ceiling.
+    Upstream,
+    /// strata's gateway (`examples/gateway/proxy.rs`, `CachePolicy::origin`)
+    /// in front of the static upstream.
+    Gateway,
+    /// nginx `proxy_cache` in front of the static upstream (a child
+    /// process, one worker), when nginx is installed.
+    Nginx,
 }
 
 impl Kind {
@@ -81,7 +92,22 @@ impl Kind {
 
     /// Whether a cache sits in front of the handler.
     pub(crate) fn is_cache(self) -> bool {
-        !matches!(self, Kind::Ceiling | Kind::NoCache)
+        !matches!(self, Kind::Ceiling | Kind::NoCache | Kind::Upstream)
+    }
+
+    /// Whether this is one of the reverse proxies or their static upstream
+    /// (started by `gateway::start`, not by [`build`]).
+    pub(crate) fn in_gateway_group(self) -> bool {
+        matches!(self, Kind::Upstream | Kind::Gateway | Kind::Nginx)
+    }
+
+    /// The no-cache line this one's `req/s ÷ ceiling` is against.
+    pub(crate) fn ceiling(self) -> Kind {
+        if self.in_gateway_group() {
+            Kind::Upstream
+        } else {
+            Kind::Ceiling
+        }
     }
 
     /// The label used in tables and on the chart.
@@ -95,6 +121,9 @@ impl Kind {
             Kind::AxumResponseCache => "axum-response-cache 0.5",
             Kind::TowerHttpCache => "tower-http-cache 0.6 (in-memory)",
             Kind::HttpCacheTowerServer => "http-cache-tower-server 0.2 (moka)",
+            Kind::Upstream => "upstream direct, static (gateway ceiling)",
+            Kind::Gateway => "strata gateway",
+            Kind::Nginx => "nginx proxy_cache",
         }
     }
 }
@@ -159,6 +188,9 @@ pub(crate) fn all() -> Vec<Contender> {
         (TowerHttpCache, Conditional),
         (HttpCacheTowerServer, Plain),
         (HttpCacheTowerServer, Conditional),
+        (Upstream, Plain),
+        (Gateway, Plain),
+        (Nginx, Plain),
     ]
     .into_iter()
     .map(|(kind, shape)| Contender { kind, shape })
@@ -217,7 +249,8 @@ fn fresh_env() -> String {
 
 /// How to build `kind`'s app on the server thread: a fresh cache, the
 /// handler counting into `calls` and working for `work`. `redis_url` is
-/// needed by [`Kind::StrataTiered`] only.
+/// needed by [`Kind::StrataTiered`] only. Not for the gateway group
+/// ([`Kind::in_gateway_group`]).
 pub(crate) fn build(
     kind: Kind,
     body: Bytes,
@@ -280,6 +313,9 @@ pub(crate) fn build(
                                 .layer(layer),
                         ),
                     )
+                }
+                Kind::Upstream | Kind::Gateway | Kind::Nginx => {
+                    unreachable!("{kind:?} is started by gateway::start")
                 }
             }
         })

@@ -18,7 +18,8 @@ pub(crate) struct Options {
     pub(crate) stampede: usize,
     /// Where the SVG chart goes.
     pub(crate) chart: PathBuf,
-    /// Only the contenders whose name contains this (all when `None`).
+    /// Only the contenders whose name contains this, or one of its
+    /// `|`-separated parts (all when `None`).
     pub(crate) filter: Option<String>,
     /// Skip the stampede test.
     pub(crate) no_stampede: bool,
@@ -74,14 +75,17 @@ impl Options {
 
     /// Whether the contender called `name` is selected by `--filter`.
     pub(crate) fn selects(&self, name: &str) -> bool {
-        self.filter.as_deref().is_none_or(|f| name.contains(f))
+        self.filter
+            .as_deref()
+            .is_none_or(|f| f.split('|').any(|part| name.contains(part)))
     }
 }
 
 /// What `--help` prints.
 const USAGE: &str = "options: --quick (1 s warm-up + 3 s per contender), --warmup S (2), \
 --duration S (10), --rounds N (5; 3 with --quick), --connections N (32), --stampede N (1000), --no-stampede, \
---chart PATH (docs/img/compare.svg), --filter TEXT (only contenders whose name contains TEXT)";
+--chart PATH (docs/img/compare.svg), --filter TEXT (only contenders whose name contains TEXT, \
+or one of its |-separated parts: --filter 'gateway|nginx')";
 
 fn seconds(text: &str) -> Result<Duration, String> {
     text.parse::<f64>()

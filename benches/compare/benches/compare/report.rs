@@ -111,9 +111,26 @@ pub(crate) fn thousands(n: u64) -> String {
     out
 }
 
+/// The references of one row: its group's ceiling, and the fastest peer
+/// (for the gateway group: nginx, the other reverse proxy).
+fn row_references(rows: &[Row], kind: Kind, refs: References) -> References {
+    let ceiling = find(rows, kind.ceiling(), Shape::Plain);
+    let mut refs = References {
+        ceiling_rps: ceiling.map(Measured::rps),
+        ceiling_cpu: ceiling.and_then(server_cpu),
+        ..refs
+    };
+    if kind.in_gateway_group() {
+        let nginx = find(rows, Kind::Nginx, Shape::Plain);
+        refs.peer_rps = nginx.map(Measured::rps);
+        refs.peer_cpu = nginx.and_then(server_cpu);
+    }
+    refs
+}
+
 /// The markdown throughput table.
 pub(crate) fn table(rows: &[Row]) -> String {
-    let refs = references(rows);
+    let all_refs = references(rows);
     let mut out = String::new();
     out.push_str(
         "| contender | req/s | rounds, req/s | p50 µs | p99 µs | server CPU µs/req | of which user µs/req | server busy | client busy \
@@ -130,10 +147,27 @@ pub(crate) fn table(rows: &[Row]) -> String {
                 continue;
             }
         };
+        let kind = row.contender.kind;
+        let refs = row_references(rows, kind, all_refs);
         let cpu = server_cpu(m);
         let mut notes = row.note.clone();
-        if let Some(redis) = m.per_request_us(m.redis_cpu_ns) {
-            let _ = write!(notes, "; redis-server CPU {redis:.1} µs/req");
+        if let Some(process) = m.per_request_us(m.redis_cpu_ns) {
+            if kind == Kind::Nginx {
+                let _ = write!(
+                    notes,
+                    "; CPU of its process (`/proc/PID/stat`, 10 ms ticks); \
+                     its main thread's `schedstat`: {process:.1} µs/req"
+                );
+            } else {
+                let _ = write!(notes, "; redis-server CPU {process:.1} µs/req");
+            }
+        }
+        if kind.in_gateway_group() && kind.is_cache() && m.inner_calls > 0 {
+            let _ = write!(
+                notes,
+                "; **the upstream was called {} times in the window**",
+                thousands(m.inner_calls)
+            );
         }
         if m.wrong > 0 {
             let _ = write!(notes, "; **{} wrong responses**", thousands(m.wrong));
@@ -159,6 +193,15 @@ pub(crate) fn table(rows: &[Row]) -> String {
             thousands(m.inner_calls),
             thousands(m.requests),
             notes.trim_start_matches("; "),
+        );
+    }
+    if rows.iter().any(|r| r.contender.kind.in_gateway_group()) {
+        out.push_str(
+            "\nGateway group (a static upstream without work, directly and behind each reverse proxy): \
+             `req/s ÷ ceiling` and `CPU: ceiling ÷ this` are against `upstream direct`, the peer columns \
+             against nginx `proxy_cache`; inner calls are the upstream's. The gateway's server CPU is its \
+             server thread's (the upstream's thread is idle on hits); nginx's is its whole process \
+             (`master_process off`, one worker, `utime + stime`).\n",
         );
     }
     out
@@ -268,7 +311,49 @@ pub(crate) fn targets(rows: &[Row], redis_get_rps: Option<f64>) -> String {
         div(tiered, redis_get_rps),
         0.5,
     );
+    gateway_ratios(&mut out, rows);
     out
+}
+
+/// The reverse proxies side by side (no target: the issue asks for the
+/// figures): each against the static upstream, and the gateway ÷ nginx.
+fn gateway_ratios(out: &mut String, rows: &[Row]) {
+    let upstream = find(rows, Kind::Upstream, Shape::Plain);
+    let gateway = find(rows, Kind::Gateway, Shape::Plain);
+    let nginx = find(rows, Kind::Nginx, Shape::Plain);
+    if gateway.is_none() && nginx.is_none() {
+        return;
+    }
+    let show = |value: Option<f64>| opt(value, |v| format!("{v:.2}x"));
+    let rps = |m: Option<&Measured>| m.map(Measured::rps);
+    let cpu = |m: Option<&Measured>| m.and_then(server_cpu);
+    for (label, hit) in [
+        ("strata gateway hit", gateway),
+        ("nginx proxy_cache hit", nginx),
+    ] {
+        let _ = writeln!(
+            out,
+            "- {label} ÷ upstream direct: req/s {}, server CPU per request (upstream ÷ {label}) {}",
+            show(div(rps(hit), rps(upstream))),
+            show(div(cpu(upstream), cpu(hit))),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "- strata gateway hit ÷ nginx proxy_cache hit: req/s {}, server CPU per request \
+         (nginx ÷ gateway) {}, p99 latency (nginx ÷ gateway) {}{}",
+        show(div(rps(gateway), rps(nginx))),
+        show(div(cpu(nginx), cpu(gateway))),
+        show(div(
+            nginx.and_then(|m| m.quantile_us(0.99)).map(f64::from),
+            gateway.and_then(|m| m.quantile_us(0.99)).map(f64::from),
+        )),
+        if nginx.is_none() {
+            " (nginx not measured)"
+        } else {
+            ""
+        },
+    );
 }
 
 /// Runs `redis-benchmark` GET of a 2 KiB value against `server` with
