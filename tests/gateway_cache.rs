@@ -530,6 +530,22 @@ async fn a_strata_targeted_field_overrides_cache_control_and_is_removed() {
         "downstream still told no-store"
     );
     assert!(!hit.headers.contains_key("strata-cache-control"));
+    // Later decisions keep reading the targeted field: its
+    // `must-revalidate` forbids the stale window Cache-Control grants...
+    let url =
+        "/r/strict-target?cc=max-age=10,stale-while-revalidate=60&scc=max-age=10,must-revalidate";
+    t.stored(url).await;
+    t.advance(15);
+    let refetched = t.get(url).await;
+    assert_eq!(refetched.cache_status, "strata; fwd=stale; stored");
+    assert!(!refetched.headers.contains_key("strata-cache-control"));
+    // ...and its `s-maxage` refuses a client's `max-stale` (RFC 9111 §4.2.4).
+    let url = "/r/shared-target?cc=max-age=10&scc=s-maxage=10";
+    t.stored(url).await;
+    t.advance(15);
+    let refused = t.get_with(url, &[("cache-control", "max-stale")]).await;
+    assert_eq!(refused.cache_status, "strata; fwd=stale; stored");
+
     // The other way round: Cache-Control allows, strata is told not to.
     t.not_stored("/r/told?cc=max-age=60&scc=no-store", "no-store")
         .await;

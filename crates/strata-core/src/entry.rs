@@ -9,6 +9,7 @@ use http::header::{AGE, CONTENT_LENGTH, ETAG};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::conditional::copy_not_modified_headers;
+use crate::rfc9111::STRATA_CACHE_CONTROL;
 use crate::service::CACHE_STATUS;
 
 /// One stored item with the metadata every layer needs to expire and
@@ -67,6 +68,10 @@ pub struct CachedResponse {
     /// Boxed: an empty `OnceLock<HeaderMap>` would make every entry some
     /// 90 bytes larger.
     not_modified: OnceLock<Box<HeaderMap>>,
+    /// Whether the stored headers hold a `Strata-Cache-Control` field: kept
+    /// for the cache's own later decisions (RFC 9213), removed from every
+    /// response sent.
+    targeted: bool,
 }
 
 impl PartialEq for CachedResponse {
@@ -94,6 +99,7 @@ impl CachedResponse {
     ) -> Self {
         let headers = exact_copy(headers);
         let etag = headers.get(ETAG).cloned();
+        let targeted = headers.contains_key(STRATA_CACHE_CONTROL);
         Self {
             status,
             headers,
@@ -101,7 +107,14 @@ impl CachedResponse {
             last_modified,
             etag,
             not_modified: OnceLock::new(),
+            targeted,
         }
+    }
+
+    /// Whether the stored headers hold a `Strata-Cache-Control` field,
+    /// which responses must not carry.
+    pub fn has_targeted_field(&self) -> bool {
+        self.targeted
     }
 
     /// The heap bytes its header maps, header values and body occupy.

@@ -365,7 +365,7 @@ fn obey_request(step: Step, request: &RequestDirectives, now: SystemTime) -> Ste
     let directives = entry
         .as_ref()
         .and_then(|entry| entry.response())
-        .map(|stored| ResponseDirectives::from_cache_control(stored.headers()));
+        .map(|stored| rfc9111::response_directives(stored.headers(), false));
     let stored = entry
         .as_ref()
         .zip(directives.as_ref())
@@ -416,7 +416,7 @@ struct StaleWindows {
 
 impl StaleWindows {
     fn of(headers: &HeaderMap) -> Self {
-        Self::from_directives(&ResponseDirectives::from_cache_control(headers))
+        Self::from_directives(&rfc9111::response_directives(headers, false))
     }
 
     fn from_directives(directives: &ResponseDirectives) -> Self {
@@ -723,6 +723,9 @@ fn respond_from_entry<B>(
     *response.status_mut() = stored.status();
     let headers = response.headers_mut();
     *headers = stored.headers().clone();
+    if stored.has_targeted_field() {
+        headers.remove(rfc9111::STRATA_CACHE_CONTROL);
+    }
     // Both slots exist in the stored headers, so these replace in place.
     headers.insert(AGE, age);
     if !matches!(served, Served::Hit) {
@@ -1300,7 +1303,6 @@ async fn refresh<B>(
             *probe.status_mut() = stored.status();
             *probe.headers_mut() = headers.clone();
             origin_plan(shared, &probe, &ctx).ok().map(|plan| {
-                headers.remove(rfc9111::STRATA_CACHE_CONTROL);
                 rfc9111::strip_unstorable_fields(&mut headers, &plan.directives);
                 let mut tags = policy
                     .as_ref()
@@ -1560,10 +1562,11 @@ where
         Vec::new()
     };
     match &origin {
-        // The origin's own fields stand, less those for strata alone and
-        // those `private="..."` keeps out of a shared entry.
+        // The origin's own fields stand, less those `private="..."` keeps
+        // out of a shared entry. `Strata-Cache-Control` stays in the
+        // stored copy, for the stale and revalidation decisions to come,
+        // and is left out of every response (`respond_from_entry`).
         Some(plan) => {
-            headers.remove(rfc9111::STRATA_CACHE_CONTROL);
             rfc9111::strip_unstorable_fields(&mut headers, &plan.directives);
             // A response without a `Date` gets the time it was received
             // (RFC 9110 §6.6.1), not the time of each hit.
