@@ -468,8 +468,9 @@ fn unstorable_reason<B: Body>(
         if header_has_token(headers, &CACHE_CONTROL, "no-store") {
             return Some("no-store");
         }
-        // The handler asked for revalidation on every use; strata does
-        // not revalidate stored responses, so it must not store this one.
+        // The handler asked for revalidation on every use. App-declared
+        // routes are not revalidated before each use (only once stale),
+        // so such a response is not stored.
         if header_has_token(headers, &CACHE_CONTROL, "no-cache") {
             return Some("no-cache");
         }
@@ -1313,6 +1314,8 @@ async fn refresh<B>(
             })
         }
         Some(Scope::Public | Scope::Private) => policy.as_ref().map(|policy| {
+            // The policy, not the 304, says how the copy may be reused.
+            write_policy_headers(&mut headers, policy);
             (
                 now,
                 policy.ttl(),
@@ -1578,7 +1581,9 @@ where
             write_policy_headers(&mut headers, policy);
         }
     }
-    let etag = (!headers.contains_key(ETAG)).then(|| etag_for(&body));
+    // No made-up ETag on another server's response: revalidating with a
+    // tag the upstream never issued would only cost it a full answer.
+    let etag = (!headers.contains_key(ETAG) && origin.is_none()).then(|| etag_for(&body));
     let stored_last_modified = headers
         .get(LAST_MODIFIED)
         .and_then(conditional::parse_http_date);
