@@ -9,22 +9,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, get};
-use common::{Calls, TestServer, get_text, header, user_from_header};
+use common::{Calls, TestServer, get_text, header, mock_cache};
 use http::HeaderMap;
 use http::header::{ACCEPT_LANGUAGE, ETAG};
 use strata::{Cache, CachePolicy, Config, MockClock, TtlProfiles};
 
 const MINUTE: Duration = Duration::from_secs(60);
-
-/// A cache on a mock clock that resolves users from `x-user`.
-fn mock_cache() -> (Cache, MockClock) {
-    let clock = MockClock::new();
-    let cache = Cache::builder()
-        .clock(clock.clone())
-        .user(user_from_header)
-        .build();
-    (cache, clock)
-}
 
 /// A GET route whose body says how often it was called.
 fn counting(calls: &Calls) -> MethodRouter {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
-use common::{Calls, TestServer, get_text, header, user_from_header};
+use common::{Calls, TestServer, get_text, header, mock_cache};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use strata::{Cache, CachePolicy, MockClock};
@@ -21,15 +21,6 @@ use tower::ServiceExt;
 
 const FRESH: Duration = Duration::from_secs(10);
 const WINDOW: Duration = Duration::from_secs(30);
-
-fn mock_cache() -> (Cache, MockClock) {
-    let clock = MockClock::new();
-    let cache = Cache::builder()
-        .clock(clock.clone())
-        .user(user_from_header)
-        .build();
-    (cache, clock)
-}
 
 /// Waits (on real time, for a background task) until `done` holds.
 async fn eventually(what: &str, mut done: impl FnMut() -> bool) {

@@ -124,3 +124,13 @@ pub fn count_arrivals(router: Router, path: Option<&'static str>, arrivals: &Cal
         }
     }))
 }
+
+/// A cache on a mock clock that resolves users from `x-user`.
+pub fn mock_cache() -> (strata::Cache, strata::MockClock) {
+    let clock = strata::MockClock::new();
+    let cache = strata::Cache::builder()
+        .clock(clock.clone())
+        .user(user_from_header)
+        .build();
+    (cache, clock)
+}
