@@ -112,6 +112,32 @@ async fn upstream_handler(State(origin): State<Origin>, request: Request) -> Res
         headers.insert("etag", HeaderValue::from_str(&etag).unwrap());
         headers.insert("x-call", HeaderValue::from(call));
         if matches {
+            // `nmetag=W`: the 304 names another response than the one
+            // whose ETag the request carried.
+            if let Some(other) = ask.get("nmetag") {
+                headers.insert(
+                    "etag",
+                    HeaderValue::from_str(&format!("\"{other}\"")).unwrap(),
+                );
+            }
+            if let Some(cc) = ask.get("cc") {
+                headers.insert("cache-control", HeaderValue::from_str(cc).unwrap());
+            }
+            return (StatusCode::NOT_MODIFIED, headers).into_response();
+        }
+    }
+    // `lmfixed=1`: no ETag, a fixed `Last-Modified`, and 304 to an
+    // `If-Modified-Since` at or after it.
+    if ask.contains_key("lmfixed") {
+        let modified = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        headers.insert("last-modified", http_date(modified));
+        headers.insert("x-call", HeaderValue::from(call));
+        let since = request
+            .headers()
+            .get("if-modified-since")
+            .and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok());
+        if !request.headers().contains_key("if-none-match") && since.is_some_and(|s| s >= modified)
+        {
             if let Some(cc) = ask.get("cc") {
                 headers.insert("cache-control", HeaderValue::from_str(cc).unwrap());
             }
@@ -128,6 +154,7 @@ async fn upstream_handler(State(origin): State<Origin>, request: Request) -> Res
         ("vary", "vary"),
         ("sk", "surrogate-key"),
         ("ct", "cache-tag"),
+        ("cs", "cache-status"),
     ] {
         if let Some(value) = ask.get(query) {
             set(header, value);
@@ -144,6 +171,16 @@ async fn upstream_handler(State(origin): State<Origin>, request: Request) -> Res
     }
     if ask.contains_key("cookie") {
         headers.insert("set-cookie", HeaderValue::from_static("session=abc"));
+    }
+    // `lower`: dates in lower case, which caches should still read
+    // (RFC 9111 §4.2).
+    if ask.contains_key("lower") {
+        for name in ["date", "expires", "last-modified"] {
+            if let Some(value) = headers.get(name) {
+                let lower = value.to_str().unwrap().to_ascii_lowercase();
+                headers.insert(name, HeaderValue::from_str(&lower).unwrap());
+            }
+        }
     }
     let status = ask.get("status").map_or(StatusCode::OK, |s| {
         StatusCode::from_u16(s.parse().unwrap()).unwrap()
@@ -862,6 +899,106 @@ async fn a_stale_response_is_revalidated_and_a_304_refreshes_its_headers() {
     let not_modified = t.get_with(url, &[("if-none-match", "\"v1\"")]).await;
     assert_eq!(not_modified.status, StatusCode::NOT_MODIFIED);
     assert_eq!(t.origin.calls("/r/v"), 3);
+}
+
+#[tokio::test]
+async fn a_copy_with_only_last_modified_is_revalidated_with_if_modified_since() {
+    let t = setup().await;
+    let url = "/r/dated?cc=max-age=10&lmfixed=1";
+    let first = t.stored(url).await;
+    assert!(
+        !first.headers.contains_key("etag"),
+        "no ETag the upstream never issued"
+    );
+    t.advance(15);
+    let revalidated = t.get(url).await;
+    assert_eq!(
+        revalidated.cache_status,
+        "strata; fwd=stale; fwd-status=304; stored"
+    );
+    assert_eq!(revalidated.body, first.body);
+    assert_eq!(revalidated.headers["x-call"], "2", "headers from the 304");
+
+    // The client's own `If-Modified-Since` is answered by strata.
+    let since = first.headers["last-modified"].to_str().unwrap().to_owned();
+    let not_modified = t.get_with(url, &[("if-modified-since", &since)]).await;
+    assert_eq!(not_modified.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(not_modified.cache_status, "strata; hit");
+    assert_eq!(t.origin.calls("/r/dated"), 2);
+}
+
+#[tokio::test]
+async fn a_304_naming_another_response_updates_nothing() {
+    let t = setup().await;
+    let url = "/r/other?cc=max-age=10&etag=v1&nmetag=v2";
+    let first = t.stored(url).await;
+    t.advance(15);
+    for calls in [2, 3] {
+        let answered = t.get(url).await;
+        assert_eq!(answered.cache_status, "strata; fwd=stale; fwd-status=304");
+        assert_eq!(answered.status, StatusCode::OK);
+        assert_eq!(answered.body, first.body);
+        assert_eq!(answered.headers["etag"], "\"v1\"");
+        assert_eq!(
+            answered.headers["x-call"], "1",
+            "no header of the 304 taken"
+        );
+        // Still stale, so the next request asks again.
+        assert_eq!(t.origin.calls("/r/other"), calls);
+    }
+}
+
+#[tokio::test]
+async fn the_cache_status_of_the_caches_behind_comes_first() {
+    let t = setup().await;
+    let lines = |seen: &Seen| -> Vec<String> {
+        seen.headers
+            .get_all("cache-status")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    };
+    let url = "/r/layered?cc=max-age=10&etag=v1&cs=inner;%20hit";
+    let miss = t.get(url).await;
+    assert_eq!(lines(&miss), ["inner; hit", "strata; fwd=uri-miss; stored"]);
+    let hit = t.get(url).await;
+    assert_eq!(lines(&hit), ["inner; hit", "strata; hit"]);
+    let not_modified = t.get_with(url, &[("if-none-match", "\"v1\"")]).await;
+    assert_eq!(not_modified.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(lines(&not_modified), ["inner; hit", "strata; hit"]);
+    t.advance(15);
+    let revalidated = t.get(url).await;
+    assert_eq!(
+        lines(&revalidated),
+        ["inner; hit", "strata; fwd=stale; fwd-status=304; stored"]
+    );
+    assert_eq!(lines(&t.get(url).await), ["inner; hit", "strata; hit"]);
+
+    let passed = t.get("/r/unstored?cc=no-store&cs=inner;%20fwd=miss").await;
+    assert_eq!(
+        lines(&passed),
+        ["inner; fwd=miss", "strata; fwd=uri-miss; detail=no-store"]
+    );
+}
+
+#[tokio::test]
+async fn dates_in_lower_case_still_give_freshness() {
+    let t = setup().await;
+    let url = "/r/lower?expires=60&lower=1";
+    let hit = t.stored(url).await;
+    assert!(hit.headers["expires"].to_str().unwrap().ends_with("gmt"));
+    t.advance(30);
+    assert_eq!(t.get(url).await.cache_status, "strata; hit");
+    assert_eq!(hit.age, "0");
+    t.advance(40);
+    assert_ne!(t.get(url).await.cache_status, "strata; hit");
+
+    // Heuristic freshness from a lower-case `Last-Modified`: a tenth of
+    // 1000 s.
+    let url = "/r/lower-lm?lm=-1000&lower=1";
+    t.stored(url).await;
+    t.advance(90);
+    assert_eq!(t.get(url).await.cache_status, "strata; hit");
 }
 
 #[tokio::test]

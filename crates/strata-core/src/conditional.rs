@@ -66,15 +66,13 @@ pub fn is_not_modified(
     if request_headers.contains_key(IF_NONE_MATCH) {
         return etag.is_some_and(|etag| if_none_match_matches(request_headers, etag));
     }
-    let (Some(since), Some(modified)) = (request_headers.get(IF_MODIFIED_SINCE), last_modified)
-    else {
+    let mut lines = request_headers.get_all(IF_MODIFIED_SINCE).iter();
+    let (Some(since), None, Some(modified)) = (lines.next(), lines.next(), last_modified) else {
+        // Absent, or several lines: a field with more than one member is
+        // ignored (RFC 9110 §13.1.3).
         return false;
     };
-    let Some(since) = since
-        .to_str()
-        .ok()
-        .and_then(|s| httpdate::parse_http_date(s).ok())
-    else {
+    let Some(since) = parse_http_date(since) else {
         return false;
     };
     // HTTP dates have whole seconds; compare at that resolution.
@@ -100,12 +98,48 @@ pub fn http_date(time: SystemTime) -> HeaderValue {
     HeaderValue::try_from(httpdate::fmt_http_date(time)).expect("an HTTP date is a valid header")
 }
 
-/// Reads an HTTP date header (`Last-Modified`), if it parses.
+/// Reads an HTTP date header (`Last-Modified`, `Date`, `Expires`,
+/// `If-Modified-Since`), if it parses.
+///
+/// All three formats of RFC 9110 §5.6.7 are read, and case-insensitively,
+/// as RFC 9111 §4.2 asks of caches: `mon, 01 jan 2024 00:00:00 gmt` is a
+/// date, as it is to most servers.
+///
+/// ```
+/// use http::HeaderValue;
+/// use strata_core::conditional::parse_http_date;
+///
+/// let exact = parse_http_date(&HeaderValue::from_static("Mon, 01 Jan 2024 00:00:00 GMT"));
+/// let lower = parse_http_date(&HeaderValue::from_static("mon, 01 jan 2024 00:00:00 gmt"));
+/// assert!(exact.is_some());
+/// assert_eq!(exact, lower);
+/// assert_eq!(parse_http_date(&HeaderValue::from_static("yesterday")), None);
+/// ```
 pub fn parse_http_date(value: &HeaderValue) -> Option<SystemTime> {
-    value
-        .to_str()
-        .ok()
-        .and_then(|s| httpdate::parse_http_date(s).ok())
+    let text = value.to_str().ok()?;
+    if let Ok(time) = httpdate::parse_http_date(text) {
+        return Some(time);
+    }
+    // The longest valid form, RFC 850's with "Wednesday", is 38 bytes.
+    const LONGEST: usize = 40;
+    if text.len() > LONGEST {
+        return None;
+    }
+    let mut canonical = [0u8; LONGEST];
+    let canonical = &mut canonical[..text.len()];
+    let mut word_start = true;
+    for (to, &from) in canonical.iter_mut().zip(text.as_bytes()) {
+        *to = if word_start {
+            from.to_ascii_uppercase()
+        } else {
+            from.to_ascii_lowercase()
+        };
+        word_start = !from.is_ascii_alphabetic();
+    }
+    if let Some(zone) = canonical.strip_suffix(b"Gmt".as_slice()).map(<[u8]>::len) {
+        canonical[zone..].make_ascii_uppercase();
+    }
+    httpdate::parse_http_date(std::str::from_utf8(canonical).ok()?).ok()
 }
 
 #[cfg(test)]
@@ -195,6 +229,50 @@ mod tests {
         headers.insert(IF_MODIFIED_SINCE, HeaderValue::from_static("yesterday"));
         assert!(!is_not_modified(&headers, None, Some(modified)));
         assert!(!is_not_modified(&HeaderMap::new(), None, Some(modified)));
+    }
+
+    #[test]
+    fn several_if_modified_since_lines_are_ignored() {
+        let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut headers = HeaderMap::new();
+        headers.insert(IF_MODIFIED_SINCE, http_date(modified));
+        assert!(is_not_modified(&headers, None, Some(modified)));
+        headers.append(IF_MODIFIED_SINCE, http_date(modified));
+        assert!(!is_not_modified(&headers, None, Some(modified)));
+    }
+
+    #[test]
+    fn dates_are_read_in_any_case_and_in_all_three_formats() {
+        let at = |text: &'static str| parse_http_date(&HeaderValue::from_static(text));
+        let expected = Some(SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777));
+        for text in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "sun, 06 nov 1994 08:49:37 gmt",
+            "SUN, 06 NOV 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "SUNDAY, 06-NOV-94 08:49:37 gmt",
+            "Sun Nov  6 08:49:37 1994",
+            "sun nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(at(text), expected, "{text}");
+        }
+        for text in [
+            "",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 06 Nov 1994 08:49:37 GMT and some more text to be long",
+            "Sun, 06 Nov 1994",
+        ] {
+            assert_eq!(at(text), None, "{text}");
+        }
+        let not_ascii =
+            HeaderValue::from_bytes("Sün, 06 Nov 1994 08:49:37 GMT".as_bytes()).unwrap();
+        assert_eq!(parse_http_date(&not_ascii), None);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            IF_MODIFIED_SINCE,
+            HeaderValue::from_static("sun, 06 nov 1994 08:49:37 gmt"),
+        );
+        assert!(is_not_modified(&headers, None, expected));
     }
 
     #[test]

@@ -168,8 +168,10 @@ impl CachedResponse {
             // §8.6), and without it a server would add `content-length: 0`,
             // which is not.
             for slot in [CONTENT_LENGTH, AGE, CACHE_STATUS] {
-                if let Some(value) = self.headers.get(&slot) {
-                    not_modified.insert(slot, value.clone());
+                // Every `Cache-Status` line: those of the caches behind
+                // strata come before its own.
+                for value in self.headers.get_all(&slot) {
+                    not_modified.append(slot.clone(), value.clone());
                 }
             }
             Box::new(exact_copy(not_modified))

@@ -711,7 +711,7 @@ fn respond_from_entry<B>(
         *headers = stored.not_modified_headers().clone();
         headers.insert(AGE, age);
         if !matches!(served, Served::Hit) {
-            headers.insert(CACHE_STATUS, cache_status(served));
+            replace_own_status(headers, cache_status(served));
         }
         return response;
     }
@@ -730,9 +730,27 @@ fn respond_from_entry<B>(
     // Both slots exist in the stored headers, so these replace in place.
     headers.insert(AGE, age);
     if !matches!(served, Served::Hit) {
-        headers.insert(CACHE_STATUS, cache_status(served));
+        replace_own_status(headers, cache_status(served));
     }
     response
+}
+
+/// Puts `status` in place of strata's own `Cache-Status` member in a
+/// stored copy's headers: the last line, after those of the caches behind
+/// strata, which stay (RFC 9211 §2).
+fn replace_own_status(headers: &mut HeaderMap, status: HeaderValue) {
+    let mut lines = headers.get_all(CACHE_STATUS).iter();
+    if lines.next().is_none() || lines.next().is_none() {
+        headers.insert(CACHE_STATUS, status);
+        return;
+    }
+    let mut behind: Vec<HeaderValue> = headers.get_all(CACHE_STATUS).iter().cloned().collect();
+    behind.pop();
+    headers.remove(CACHE_STATUS);
+    for line in behind {
+        headers.append(CACHE_STATUS, line);
+    }
+    headers.append(CACHE_STATUS, status);
 }
 
 /// What the synchronous, in-process lookup found out.
@@ -1168,7 +1186,7 @@ where
             let mut response = response.map(CacheBody::inner);
             let headers = response.headers_mut();
             headers.insert(CACHE_CONTROL, policy.cache_control().clone());
-            headers.insert(
+            headers.append(
                 CACHE_STATUS,
                 HeaderValue::from_static("strata; fwd=bypass; detail=no-store"),
             );
@@ -1297,7 +1315,33 @@ async fn refresh<B>(
         unreachable!("only response entries are revalidated");
     };
     let now = shared.clock.now();
+    let fwd = match ctx.mode {
+        Mode::Fill(fwd) => fwd,
+        _ => Fwd::Stale,
+    };
+    if !rfc9111::not_modified_selects(stored.headers(), response.headers()) {
+        // The 304 names another response than the copy whose validators
+        // went up (RFC 9111 §4.3.4): update nothing. The upstream did find
+        // those validators current, so the copy answers this request, and
+        // stays stale, so the next one asks again.
+        let served = Served::Revalidated { fwd, stored: false };
+        let response = respond_from_entry(
+            shared,
+            stale,
+            &ctx.request_headers,
+            ctx.head,
+            stale.age(now),
+            served,
+        );
+        return (response, None);
+    }
     let mut headers = rfc9111::freshen_headers(stored.headers(), response.headers());
+    // `Cache-Status` tells how the stored response was handled, by the
+    // caches behind strata and by strata: a 304 does not change that.
+    headers.remove(CACHE_STATUS);
+    for line in stored.headers().get_all(CACHE_STATUS) {
+        headers.append(CACHE_STATUS, line.clone());
+    }
     let plan = match policy.as_ref().map(CachePolicy::scope) {
         Some(Scope::Origin) => {
             let mut probe = Response::new(());
@@ -1349,10 +1393,6 @@ async fn refresh<B>(
     if stored_now {
         bump(&shared.stats.stores);
     }
-    let fwd = match ctx.mode {
-        Mode::Fill(fwd) => fwd,
-        _ => Fwd::Stale,
-    };
     let served = Served::Revalidated {
         fwd,
         stored: stored_now,
@@ -1486,7 +1526,7 @@ where
                 let mut response = response.map(CacheBody::inner);
                 let headers = response.headers_mut();
                 headers.remove(rfc9111::STRATA_CACHE_CONTROL);
-                headers.insert(CACHE_STATUS, not_stored_status(fwd, reason));
+                headers.append(CACHE_STATUS, not_stored_status(fwd, reason));
                 return (response, None);
             }
         },
@@ -1522,7 +1562,7 @@ where
         ) {
             write_policy_headers(headers, policy);
         }
-        headers.insert(CACHE_STATUS, not_stored_status(fwd, reason));
+        headers.append(CACHE_STATUS, not_stored_status(fwd, reason));
         return (response, None);
     }
 
@@ -1540,7 +1580,7 @@ where
             } else {
                 write_policy_headers(headers, policy);
             }
-            headers.insert(CACHE_STATUS, not_stored_status(fwd, "too-large"));
+            headers.append(CACHE_STATUS, not_stored_status(fwd, "too-large"));
             return (response, None);
         }
         Buffered::Failed(error) => {
@@ -1613,7 +1653,7 @@ where
         }
     }
     headers.insert(AGE, HeaderValue::from_static("0"));
-    headers.insert(CACHE_STATUS, HIT.clone());
+    headers.append(CACHE_STATUS, HIT.clone());
 
     let rule = (per_user || !vary.is_empty()).then(|| VariantRule {
         per_user,
@@ -1742,7 +1782,7 @@ where
         response
             .headers_mut()
             .insert(CACHE_CONTROL, policy.cache_control().clone());
-        response.headers_mut().insert(CACHE_STATUS, status);
+        response.headers_mut().append(CACHE_STATUS, status);
         return response;
     }
     let (mut head_parts, body) = response.into_parts();
@@ -1752,7 +1792,7 @@ where
             let mut response = Response::from_parts(head_parts, CacheBody::prefixed(read, rest));
             let headers = response.headers_mut();
             headers.insert(CACHE_CONTROL, policy.cache_control().clone());
-            headers.insert(CACHE_STATUS, status);
+            headers.append(CACHE_STATUS, status);
             return response;
         }
         Buffered::Failed(error) => {
@@ -1764,7 +1804,7 @@ where
     if !headers.contains_key(ETAG) {
         headers.insert(ETAG, etag_for(&body));
     }
-    headers.insert(CACHE_STATUS, status);
+    headers.append(CACHE_STATUS, status);
     let last_modified = headers
         .get(LAST_MODIFIED)
         .and_then(conditional::parse_http_date);
@@ -1773,9 +1813,11 @@ where
         let mut not_modified = Response::new(CacheBody::empty());
         *not_modified.status_mut() = StatusCode::NOT_MODIFIED;
         copy_not_modified_headers(headers, not_modified.headers_mut());
-        not_modified
-            .headers_mut()
-            .insert(CACHE_STATUS, headers[&CACHE_STATUS].clone());
+        for line in headers.get_all(CACHE_STATUS) {
+            not_modified
+                .headers_mut()
+                .append(CACHE_STATUS, line.clone());
+        }
         return not_modified;
     }
     headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
