@@ -7,7 +7,7 @@
 //! `Via: 1.1 strata` are added, and bodies stream through as they arrive.
 //! strata's cache layer wraps the proxy (see `gateway/proxy.rs`, `gateway`).
 //!
-//! The cache's default policy is [`CachePolicy::origin`]: what it stores,
+//! The cache's default policy is [`strata::CachePolicy::origin`]: what it stores,
 //! for how long and under which tags is what the upstream's own headers say
 //! (RFC 9111 as a shared cache: `s-maxage`, `max-age`, `Expires`, heuristic
 //! freshness from `Last-Modified`, `Age`, `Vary`, `private`, `no-store`,
@@ -26,7 +26,7 @@
 //! | `UPSTREAM` | required | `http://host[:port][/base]`; a request for `/x?y` goes to `{base}/x?y` |
 //! | `BIND` | `127.0.0.1:8002` | address to listen on |
 //! | `UPSTREAM_TIMEOUT_MS` | `30000` | how long the upstream may take to send its response headers before the client gets `504` |
-//! | `PRESERVE_HOST` | `false` | `true`: send the client's `Host` upstream instead of the upstream's authority |
+//! | `PRESERVE_HOST` | `false` | `true`: send the client's `Host` upstream instead of the upstream's authority; the cache then also varies on `Host`, so virtual hosts never share entries |
 //! | `CACHE_ENV` | `development` | the key prefix's environment (`gateway:<env>:`) |
 //! | `USE_REDIS_CACHE` | off | `true`: memory in front of Redis (tiered store) |
 //! | `REDIS_URL` | none | the Redis to use with `USE_REDIS_CACHE=true`, e.g. `redis://127.0.0.1:6379/1` |
@@ -64,7 +64,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use proxy::{ProxyOptions, Upstream};
-use strata::{Cache, CachePolicy, Config};
+use strata::{Cache, Config};
 
 /// What the environment asks for, checked before anything starts.
 #[derive(Debug)]
@@ -94,7 +94,7 @@ async fn main() -> ExitCode {
         Ok(store) => settings
             .config
             .builder()
-            .default_policy(CachePolicy::origin())
+            .default_policy(settings.options.cache_policy())
             .honour_request_directives(true)
             .store(store)
             .build(),

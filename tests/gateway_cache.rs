@@ -166,6 +166,10 @@ async fn upstream_handler(State(origin): State<Origin>, request: Request) -> Res
     if let Some(seconds) = ask.get("expires") {
         headers.insert("expires", http_date(offset(now, seconds)));
     }
+    // `dateoffset=N`: the upstream's clock is N seconds off.
+    if let Some(seconds) = ask.get("dateoffset") {
+        headers.insert("date", http_date(offset(now, seconds)));
+    }
     if let Some(seconds) = ask.get("lm") {
         headers.insert("last-modified", http_date(offset(now, seconds)));
     }
@@ -193,7 +197,11 @@ async fn upstream_handler(State(origin): State<Origin>, request: Request) -> Res
         .headers()
         .get("accept-encoding")
         .map_or("-", |v| v.to_str().unwrap());
-    let body = format!("call {call} of {path} lang={lang} enc={encoding}");
+    let host = request
+        .headers()
+        .get("host")
+        .map_or("-", |v| v.to_str().unwrap());
+    let body = format!("call {call} of {path} lang={lang} enc={encoding} host={host}");
     (status, headers, body).into_response()
 }
 
@@ -232,6 +240,10 @@ async fn setup() -> Setup {
 
 /// A gateway whose cache obeys clients' request directives, or not.
 async fn setup_with(honour_request_directives: bool) -> Setup {
+    setup_full(honour_request_directives, ProxyOptions::default()).await
+}
+
+async fn setup_full(honour_request_directives: bool, options: ProxyOptions) -> Setup {
     let origin = Origin {
         clock: MockClock::new(),
         calls: Arc::default(),
@@ -246,11 +258,11 @@ async fn setup_with(honour_request_directives: bool) -> Setup {
     .await;
     let cache = Cache::builder()
         .clock(origin.clock.clone())
-        .default_policy(CachePolicy::origin())
+        .default_policy(options.cache_policy())
         .honour_request_directives(honour_request_directives)
         .build();
     let target = Upstream::parse(&format!("http://{}", upstream.addr)).unwrap();
-    let gateway = serve(proxy::gateway(target, &cache, ProxyOptions::default())).await;
+    let gateway = serve(proxy::gateway(target, &cache, options)).await;
     Setup {
         origin,
         upstream,
@@ -928,6 +940,31 @@ async fn a_copy_with_only_last_modified_is_revalidated_with_if_modified_since() 
 }
 
 #[tokio::test]
+async fn without_last_modified_if_modified_since_is_compared_with_date() {
+    let t = setup().await;
+    // The upstream's clock is behind, so its `Date` is not the time of
+    // receipt.
+    let url = "/r/undated?cc=max-age=600&dateoffset=-100";
+    let hit = t.stored(url).await;
+    assert!(!hit.headers.contains_key("last-modified"));
+    let date = httpdate::parse_http_date(hit.headers["date"].to_str().unwrap()).unwrap();
+    t.advance(30);
+    let since = |at| httpdate::fmt_http_date(at);
+    let at_date = t
+        .get_with(url, &[("if-modified-since", &since(date))])
+        .await;
+    assert_eq!(at_date.status, StatusCode::NOT_MODIFIED);
+    let before = t
+        .get_with(
+            url,
+            &[("if-modified-since", &since(date - Duration::from_secs(1)))],
+        )
+        .await;
+    assert_eq!(before.status, StatusCode::OK);
+    assert_eq!(t.origin.calls("/r/undated"), 1);
+}
+
+#[tokio::test]
 async fn a_304_naming_another_response_updates_nothing() {
     let t = setup().await;
     let url = "/r/other?cc=max-age=10&etag=v1&nmetag=v2";
@@ -999,6 +1036,34 @@ async fn dates_in_lower_case_still_give_freshness() {
     t.stored(url).await;
     t.advance(90);
     assert_eq!(t.get(url).await.cache_status, "strata; hit");
+}
+
+#[tokio::test]
+async fn with_the_clients_host_sent_upstream_each_host_has_its_own_entries() {
+    let options = ProxyOptions {
+        preserve_host: true,
+        ..ProxyOptions::default()
+    };
+    let t = setup_full(true, options).await;
+    let url = "/r/site?cc=max-age=60";
+    let a = t.get_with(url, &[("host", "a.example")]).await;
+    let b = t.get_with(url, &[("host", "b.example")]).await;
+    assert!(a.body.ends_with("host=a.example"), "{}", a.body);
+    assert!(b.body.ends_with("host=b.example"), "{}", b.body);
+    for (host, first) in [("a.example", &a), ("b.example", &b)] {
+        let hit = t.get_with(url, &[("host", host)]).await;
+        assert_eq!(hit.cache_status, "strata; hit", "{host}");
+        assert_eq!(hit.body, first.body, "{host}");
+    }
+    assert_eq!(t.origin.calls("/r/site"), 2);
+
+    // Without `preserve_host` every request names the upstream, so hosts
+    // share one entry.
+    let shared = setup().await;
+    let a = shared.get_with(url, &[("host", "a.example")]).await;
+    let b = shared.get_with(url, &[("host", "b.example")]).await;
+    assert_eq!(b.cache_status, "strata; hit");
+    assert_eq!(a.body, b.body);
 }
 
 #[tokio::test]

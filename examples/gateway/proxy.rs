@@ -49,7 +49,7 @@ use axum::http::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use strata::Cache;
+use strata::{Cache, CachePolicy};
 use tower::Service;
 
 /// How long the upstream may take to send its response headers when
@@ -89,11 +89,28 @@ pub const HOP_BY_HOP: [HeaderName; 9] = [
 pub fn gateway(upstream: Upstream, cache: &Cache, options: ProxyOptions) -> Router {
     Router::new()
         .fallback_service(Proxy::new(upstream, options))
-        // THE CACHE. Build `cache` with `CachePolicy::origin()` as its
+        // THE CACHE. Build `cache` with `options.cache_policy()` as its
         // default policy (as `main` does) and it stores what the upstream's
         // own headers allow; GET and HEAD are looked up, writes invalidate
         // their URLs.
         .layer(cache.layer())
+        // Outside the cache, so its `Vary: Host` sees the authority of an
+        // HTTP/2 request too.
+        .layer(axum::middleware::map_request(host_from_authority))
+}
+
+/// Gives a request without `Host` (HTTP/2 sends `:authority` instead) the
+/// `Host` its URI names, so the cache and the proxy read the same host.
+async fn host_from_authority<B>(mut request: Request<B>) -> Request<B> {
+    if !request.headers().contains_key(header::HOST)
+        && let Some(host) = request
+            .uri()
+            .authority()
+            .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
+    {
+        request.headers_mut().insert(header::HOST, host);
+    }
+    request
 }
 
 /// How the proxy treats requests; [`Default`] is what the example uses when
@@ -108,6 +125,22 @@ pub struct ProxyOptions {
     /// Send the client's `Host` to the upstream instead of the upstream's
     /// own authority. Default `false`.
     pub preserve_host: bool,
+}
+
+impl ProxyOptions {
+    /// The gateway's default cache policy: [`CachePolicy::origin`], so
+    /// the upstream's headers decide what is stored. With
+    /// [`preserve_host`](Self::preserve_host) the upstream may answer each
+    /// `Host` differently (name-based virtual hosts), and the cache key
+    /// holds the path and query only, so the policy also varies on `Host`:
+    /// one host's pages are never served for another's.
+    pub fn cache_policy(&self) -> CachePolicy {
+        if self.preserve_host {
+            CachePolicy::origin().vary(header::HOST)
+        } else {
+            CachePolicy::origin()
+        }
+    }
 }
 
 impl Default for ProxyOptions {

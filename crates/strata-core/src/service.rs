@@ -1627,7 +1627,16 @@ where
     let stored_last_modified = headers
         .get(LAST_MODIFIED)
         .and_then(conditional::parse_http_date);
-    let last_modified = stored_last_modified.unwrap_or(now);
+    // Without a `Last-Modified`, a client's `If-Modified-Since` is compared
+    // with the upstream's `Date`, else the time of receipt (RFC 9111 §4.3.2).
+    let last_modified = stored_last_modified
+        .or_else(|| {
+            origin
+                .as_ref()
+                .and(headers.get(DATE))
+                .and_then(conditional::parse_http_date)
+        })
+        .unwrap_or(now);
     // A made-up modification date is fine for the app's own responses,
     // not for a copy of another server's.
     let date = (stored_last_modified.is_none() && origin.is_none()).then(|| http_date(now));
