@@ -24,7 +24,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use proxy::{ProxyOptions, Upstream};
-use strata::{Cache, CachePolicy, Clock, MockClock};
+use strata::{Cache, Clock, MockClock};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
