@@ -312,8 +312,9 @@ fn prepare(
 }
 
 /// Checks every selected contender, then measures them in `rounds`
-/// interleaved rounds (A B C, A B C, ...), so that a slow drift of the
-/// machine's load spreads over all of them instead of landing on one.
+/// interleaved rounds, in turn forwards and backwards (A B C, C B A, ...),
+/// so that a drift of the machine's speed, within a round or across
+/// rounds, spreads over all of them instead of favouring the last ones.
 fn measure_all(
     client: &Runtime,
     contenders: &[Contender],
@@ -338,7 +339,12 @@ fn measure_all(
     };
     for round in 1..=rounds {
         println!("round {round} of {rounds}");
-        for (contender, ready, _, results) in &mut prepared {
+        let mut order: Vec<usize> = (0..prepared.len()).collect();
+        if round % 2 == 0 {
+            order.reverse();
+        }
+        for index in order {
+            let (contender, ready, _, results) = &mut prepared[index];
             let Ok(ready) = ready else { continue };
             let measured = client.block_on(gateway::run(
                 &ready.target,

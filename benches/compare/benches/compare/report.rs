@@ -229,6 +229,37 @@ fn target(out: &mut String, what: &str, value: Option<f64>, goal: f64) {
     let _ = writeln!(out, "- {what} (target >= {goal:.2}x): {verdict}");
 }
 
+/// `a ÷ b` round by round, for two contenders measured in the same
+/// rounds: the median of the rounds' ratios and in how many rounds `a`
+/// was ahead, as ` (round by round: median 1.07x, ahead in 9 of 10)`.
+/// The rounds of two contenders run seconds apart, so a machine that
+/// changes speed between rounds moves both alike, where the means of the
+/// whole window can differ by which speed each contender met more often.
+fn paired(a: Option<&Measured>, b: Option<&Measured>) -> String {
+    let (Some(a), Some(b)) = (a, b) else {
+        return String::new();
+    };
+    let mut ratios: Vec<f64> = a
+        .rounds_rps
+        .iter()
+        .zip(&b.rounds_rps)
+        .filter(|(_, b)| **b > 0.0)
+        .map(|(a, b)| a / b)
+        .collect();
+    if ratios.len() < 2 {
+        return String::new();
+    }
+    ratios.sort_by(f64::total_cmp);
+    let n = ratios.len();
+    let median = if n % 2 == 1 {
+        ratios[n / 2]
+    } else {
+        (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
+    };
+    let ahead = ratios.iter().filter(|r| **r > 1.0).count();
+    format!(" (round by round: median {median:.2}x, ahead in {ahead} of {n})")
+}
+
 fn div(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => Some(a / b),
@@ -261,9 +292,17 @@ pub(crate) fn targets(rows: &[Row], redis_get_rps: Option<f64>) -> String {
             div(refs.ceiling_cpu, cpu),
             0.90,
         );
+        let fastest_peer = rows
+            .iter()
+            .filter(|r| r.contender.kind.is_peer() && r.contender.shape == Shape::Plain)
+            .filter_map(Row::measured)
+            .max_by(|a, b| a.rps().total_cmp(&b.rps()));
         target(
             &mut out,
-            &format!("strata memory hit ({label}) ÷ fastest peer hit, req/s"),
+            &format!(
+                "strata memory hit ({label}) ÷ fastest peer hit, req/s{}",
+                paired(hit, fastest_peer)
+            ),
             div(rps, refs.peer_rps),
             1.0,
         );
@@ -340,9 +379,10 @@ fn gateway_ratios(out: &mut String, rows: &[Row]) {
     }
     let _ = writeln!(
         out,
-        "- strata gateway hit ÷ nginx proxy_cache hit: req/s {}, server CPU per request \
+        "- strata gateway hit ÷ nginx proxy_cache hit: req/s {}{}, server CPU per request \
          (nginx ÷ gateway) {}, p99 latency (nginx ÷ gateway) {}{}",
         show(div(rps(gateway), rps(nginx))),
+        paired(gateway, nginx),
         show(div(cpu(nginx), cpu(gateway))),
         show(div(
             nginx.and_then(|m| m.quantile_us(0.99)).map(f64::from),

@@ -95,13 +95,7 @@ pub fn freshen_headers(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMa
 mod tests {
     use super::*;
 
-    fn map(fields: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        for (name, value) in fields {
-            headers.append(*name, HeaderValue::from_static(value));
-        }
-        headers
-    }
+    use crate::rfc9111::header_map as map;
 
     #[test]
     fn present_fields_are_replaced_and_new_ones_added() {

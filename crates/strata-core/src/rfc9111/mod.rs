@@ -98,6 +98,17 @@ pub use targeted::{
 };
 pub use vary::{Vary, secondary_key, variant_matches, write_secondary_key};
 
+/// A header map of `fields`, in order, repeated names appended: what the
+/// rule tests build their messages from.
+#[cfg(test)]
+fn header_map(fields: &[(&'static str, &'static str)]) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in fields {
+        headers.append(*name, http::HeaderValue::from_static(value));
+    }
+    headers
+}
+
 #[cfg(test)]
 mod fuzz {
     //! "Never panics" and "never serves what it must not", over arbitrary

@@ -422,13 +422,7 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    fn headers(fields: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in fields {
-            map.append(*name, HeaderValue::from_static(value));
-        }
-        map
-    }
+    use crate::rfc9111::header_map as headers;
 
     #[test]
     fn the_strata_field_wins_over_the_cdn_field_and_cache_control() {

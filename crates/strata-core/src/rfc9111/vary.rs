@@ -250,13 +250,7 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    fn map(fields: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        for (name, value) in fields {
-            headers.append(*name, HeaderValue::from_static(value));
-        }
-        headers
-    }
+    use crate::rfc9111::header_map as map;
 
     fn vary(value: &'static str) -> Vary {
         Vary::from_headers(&map(&[("vary", value)]))
