@@ -261,7 +261,7 @@ fn prepare(
         }
     } else {
         let calls = Arc::new(AtomicU64::new(0));
-        let work = if kind == Kind::Ceiling {
+        let work = if matches!(kind, Kind::Ceiling | Kind::CeilingHeaders) {
             Duration::ZERO
         } else {
             WORK

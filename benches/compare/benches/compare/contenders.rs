@@ -14,8 +14,8 @@ use axum::error_handling::HandleErrorLayer;
 use axum::routing::{MethodRouter, get};
 use axum::{BoxError, Router};
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::header::{AGE, CACHE_CONTROL, CONTENT_TYPE, ETAG, LAST_MODIFIED};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use strata::redis::{RedisStore, TieredStore};
 use strata::{Cache, CachePolicy, CachedRouter, MemoryStore};
@@ -55,6 +55,10 @@ pub(crate) fn json_body() -> Bytes {
 pub(crate) enum Kind {
     /// No cache; the handler returns the pre-built bytes without work.
     Ceiling,
+    /// The ceiling with the four header fields a strata hit adds (`ETag`,
+    /// `Last-Modified`, `Age`, `Cache-Status`), as fixed values: what those
+    /// bytes alone cost the server, the kernel and the client.
+    CeilingHeaders,
     /// No cache; the real handler.
     NoCache,
     /// strata, memory store, `Router::layer(cache.layer())`.
@@ -92,7 +96,10 @@ impl Kind {
 
     /// Whether a cache sits in front of the handler.
     pub(crate) fn is_cache(self) -> bool {
-        !matches!(self, Kind::Ceiling | Kind::NoCache | Kind::Upstream)
+        !matches!(
+            self,
+            Kind::Ceiling | Kind::CeilingHeaders | Kind::NoCache | Kind::Upstream
+        )
     }
 
     /// Whether this is one of the reverse proxies or their static upstream
@@ -114,6 +121,7 @@ impl Kind {
     pub(crate) fn label(self) -> &'static str {
         match self {
             Kind::Ceiling => "no cache, pre-built bytes (ceiling)",
+            Kind::CeilingHeaders => "no cache, pre-built bytes + a strata hit's 4 header fields",
             Kind::NoCache => "no cache, 2 ms handler",
             Kind::StrataLayer => "strata memory, Router::layer",
             Kind::StrataRouter => "strata memory, CachedRouter",
@@ -175,6 +183,7 @@ pub(crate) fn all() -> Vec<Contender> {
     use Shape::*;
     [
         (Ceiling, Plain),
+        (CeilingHeaders, Plain),
         (NoCache, Plain),
         (StrataLayer, Plain),
         (StrataRouter, Plain),
@@ -229,6 +238,37 @@ fn handler(body: Bytes, calls: Arc<AtomicU64>, work: Duration) -> MethodRouter {
     })
 }
 
+/// The ceiling's handler with the header fields a strata hit adds, at
+/// their real lengths.
+fn handler_with_hit_headers(body: Bytes, calls: Arc<AtomicU64>) -> MethodRouter {
+    get(move || {
+        let body = body.clone();
+        calls.fetch_add(1, Ordering::Relaxed);
+        async move {
+            (
+                [
+                    (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+                    (CACHE_CONTROL, HeaderValue::from_static(CACHE_CONTROL_VALUE)),
+                    (
+                        ETAG,
+                        HeaderValue::from_static("\"c90ecf9085ffd98652ce88294917e7ad\""),
+                    ),
+                    (
+                        LAST_MODIFIED,
+                        HeaderValue::from_static("Wed, 25 Nov 2026 22:00:00 GMT"),
+                    ),
+                    (AGE, HeaderValue::from_static("0")),
+                    (
+                        HeaderName::from_static("cache-status"),
+                        HeaderValue::from_static("strata; hit"),
+                    ),
+                ],
+                body,
+            )
+        }
+    })
+}
+
 /// Turns the peers' `BoxError` into a 500, as their examples do with
 /// `HandleErrorLayer` (axum routes must be infallible).
 async fn cache_error(error: BoxError) -> (StatusCode, String) {
@@ -263,6 +303,9 @@ pub(crate) fn build(
             let route = || handler(body.clone(), Arc::clone(&calls), work);
             match kind {
                 Kind::Ceiling | Kind::NoCache => App::Router(Router::new().route(PATH, route())),
+                Kind::CeilingHeaders => App::Router(
+                    Router::new().route(PATH, handler_with_hit_headers(body, Arc::clone(&calls))),
+                ),
                 Kind::StrataLayer => {
                     let cache = Cache::builder().prefix("compare", "memory").build();
                     App::Router(strata_routes(route()).layer(cache.layer()))

@@ -314,6 +314,17 @@ pub(crate) fn targets(rows: &[Row], redis_get_rps: Option<f64>) -> String {
             div(refs.peer_cpu, cpu),
             1.0,
         );
+        let same_fields = find(rows, Kind::CeilingHeaders, Shape::Plain);
+        if let (Some(strata), Some(same)) = (hit, same_fields) {
+            let _ = writeln!(
+                out,
+                "- strata memory hit ({label}) ÷ the ceiling with a hit's 4 header fields: \
+                 req/s {:.2}x{}, server CPU per request {:.2}x",
+                strata.rps() / same.rps(),
+                paired(hit, same_fields),
+                div(server_cpu(same), server_cpu(strata)).unwrap_or(f64::NAN),
+            );
+        }
         let user = hit.and_then(server_user);
         target(
             &mut out,
