@@ -121,7 +121,7 @@ impl Kind {
     pub(crate) fn label(self) -> &'static str {
         match self {
             Kind::Ceiling => "no cache, pre-built bytes (ceiling)",
-            Kind::CeilingHeaders => "no cache, pre-built bytes + a strata hit's 4 header fields",
+            Kind::CeilingHeaders => "ceiling + a strata hit's 4 header fields",
             Kind::NoCache => "no cache, 2 ms handler",
             Kind::StrataLayer => "strata memory, Router::layer",
             Kind::StrataRouter => "strata memory, CachedRouter",
