@@ -6,7 +6,7 @@
 //!
 //! The upstream answers `/r/{name}` with the headers its query asks for
 //! (`cc`, `scc`, `age`, `vary`, `expires`, `lm`, `sk`, `cookie`,
-//! `status`), and a body naming how often that URL was called and the
+//! `rollcookie`, `status`), and a body naming how often that URL was called and the
 //! request's `Accept-Language` and `Accept-Encoding`.
 
 #[path = "../examples/gateway/proxy.rs"]
@@ -122,6 +122,19 @@ async fn upstream_handler(State(origin): State<Origin>, request: Request) -> Res
             }
             if let Some(cc) = ask.get("cc") {
                 headers.insert("cache-control", HeaderValue::from_str(cc).unwrap());
+            }
+            // `rollcookie=1`: the 304 rolls the client's session (its
+            // request's `Cookie`) into a `Set-Cookie`, as rolling sessions
+            // and balancer stickiness do.
+            if ask.contains_key("rollcookie") {
+                let cookie = request
+                    .headers()
+                    .get("cookie")
+                    .map_or("none", |v| v.to_str().unwrap());
+                headers.insert(
+                    "set-cookie",
+                    HeaderValue::from_str(&format!("rolled={cookie}")).unwrap(),
+                );
             }
             return (StatusCode::NOT_MODIFIED, headers).into_response();
         }
@@ -1113,4 +1126,62 @@ async fn a_request_no_cache_revalidates_a_fresh_copy() {
     );
     assert_eq!(checked.body, first.body);
     assert_eq!(t.origin.calls("/r/check"), 2);
+}
+
+#[tokio::test]
+async fn a_304_that_sets_a_cookie_sets_it_for_its_client_only() {
+    let t = setup().await;
+    let url = "/r/roll?cc=max-age=10&etag=v1&rollcookie=1";
+    t.stored(url).await;
+    t.advance(15);
+    let alice = t.get_with(url, &[("cookie", "sid=alice")]).await;
+    assert_eq!(
+        alice.cache_status,
+        "strata; fwd=stale; fwd-status=304; stored"
+    );
+    assert_eq!(alice.headers["set-cookie"], "rolled=sid=alice");
+    // The refreshed copy answers others without alice's cookie.
+    for cookie in [None, Some("sid=bob")] {
+        let headers: Vec<(&str, &str)> = cookie.map(|c| ("cookie", c)).into_iter().collect();
+        let other = t.get_with(url, &headers).await;
+        assert_eq!(other.cache_status, "strata; hit");
+        assert!(
+            !other.headers.contains_key("set-cookie"),
+            "{cookie:?} got {:?}",
+            other.headers.get("set-cookie")
+        );
+    }
+    // Nor as a 304 to a client revalidating its own copy.
+    let conditional = t.get_with(url, &[("if-none-match", "\"v1\"")]).await;
+    assert_eq!(conditional.status, StatusCode::NOT_MODIFIED);
+    assert!(!conditional.headers.contains_key("set-cookie"));
+    assert_eq!(t.origin.calls("/r/roll"), 2);
+}
+
+#[tokio::test]
+async fn a_background_refresh_stores_no_cookie_from_its_304() {
+    let t = setup().await;
+    let url = "/r/rollswr?cc=max-age=10,stale-while-revalidate=60&etag=v1&rollcookie=1";
+    t.stored(url).await;
+    t.advance(15);
+    let alice = t.get_with(url, &[("cookie", "sid=alice")]).await;
+    assert_eq!(
+        alice.cache_status,
+        "strata; hit; detail=stale-while-revalidate"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let seen = t.get(url).await;
+        if seen.cache_status == "strata; hit" {
+            assert!(
+                !seen.headers.contains_key("set-cookie"),
+                "the refresh stored alice's cookie: {:?}",
+                seen.headers.get("set-cookie")
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never refreshed");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(t.origin.calls("/r/rollswr"), 2);
 }

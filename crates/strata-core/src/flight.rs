@@ -5,9 +5,9 @@
 //! [`Waiter`]. When the leader finishes it publishes its outcome; if it is
 //! dropped first (its request was cancelled, or it failed), its waiters
 //! are woken with nothing and try again, so none is stranded. A flight
-//! that started before an invalidation is not joined after it: callers
-//! pass the cache's invalidation generation, and a different one starts a
-//! new flight.
+//! that an invalidation has fenced since it started is not joined: the
+//! caller tells [`Flights::join`] how to ask (see `fence.rs`), and a new
+//! flight starts instead. An unrelated invalidation splits nothing.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -23,7 +23,8 @@ pub(crate) struct Flights<T> {
 
 struct Flight<T> {
     id: u64,
-    generation: u64,
+    /// Where the leader's fence ticket started.
+    start: u64,
     outcome: watch::Receiver<Option<T>>,
 }
 
@@ -64,12 +65,19 @@ pub(crate) struct Waiter<T> {
 }
 
 impl<T: Clone + Send + Sync + 'static> Flights<T> {
-    /// Joins the flight for `key` started under `generation`, or starts one.
-    pub(crate) fn join(self: &Arc<Self>, key: &str, generation: u64) -> Join<T> {
+    /// Joins the flight for `key`, or starts one whose leader's ticket
+    /// started at `start`. A flight for which `fenced(its start)` holds (an
+    /// invalidation since then names what it fetches) is not joined.
+    pub(crate) fn join(
+        self: &Arc<Self>,
+        key: &str,
+        start: u64,
+        fenced: impl FnOnce(u64) -> bool,
+    ) -> Join<T> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(flight) = map.get(key) {
             let leader_alive = flight.outcome.has_changed().is_ok();
-            if flight.generation == generation && leader_alive {
+            if leader_alive && !fenced(flight.start) {
                 return Join::Waiter(Waiter {
                     outcome: flight.outcome.clone(),
                 });
@@ -81,7 +89,7 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
             key.to_owned(),
             Flight {
                 id,
-                generation,
+                start,
                 outcome: receiver,
             },
         );
@@ -135,11 +143,11 @@ mod tests {
     #[tokio::test]
     async fn one_leader_many_waiters_share_the_outcome() {
         let flights: Arc<Flights<u32>> = Arc::default();
-        let Join::Leader(leader) = flights.join("k", 0) else {
+        let Join::Leader(leader) = flights.join("k", 0, |_| false) else {
             panic!("first must lead")
         };
         let waiters: Vec<_> = (0..10)
-            .map(|_| match flights.join("k", 0) {
+            .map(|_| match flights.join("k", 0, |_| false) {
                 Join::Waiter(waiter) => tokio::spawn(waiter.wait()),
                 Join::Leader(_) => panic!("second must wait"),
             })
@@ -154,30 +162,34 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_leader_wakes_its_waiters_empty_handed() {
         let flights: Arc<Flights<u32>> = Arc::default();
-        let Join::Leader(leader) = flights.join("k", 0) else {
+        let Join::Leader(leader) = flights.join("k", 0, |_| false) else {
             panic!()
         };
-        let Join::Waiter(waiter) = flights.join("k", 0) else {
+        let Join::Waiter(waiter) = flights.join("k", 0, |_| false) else {
             panic!()
         };
         let waiting = tokio::spawn(waiter.wait());
         drop(leader);
         assert_eq!(waiting.await.unwrap(), None);
-        assert!(matches!(flights.join("k", 0), Join::Leader(_)));
+        assert!(matches!(flights.join("k", 0, |_| false), Join::Leader(_)));
     }
 
     #[test]
-    fn a_new_generation_starts_a_new_flight() {
+    fn a_fenced_flight_is_not_joined_and_an_unfenced_one_is() {
         let flights: Arc<Flights<u32>> = Arc::default();
-        let Join::Leader(old) = flights.join("k", 0) else {
+        let Join::Leader(old) = flights.join("k", 0, |_| false) else {
             panic!()
         };
-        let Join::Leader(new) = flights.join("k", 1) else {
-            panic!("must not join an older flight")
+        assert!(matches!(flights.join("k", 5, |_| false), Join::Waiter(_)));
+        let Join::Leader(new) = flights.join("k", 5, |start| start < 3) else {
+            panic!("must not join a fenced flight")
         };
         drop(old);
         // The old leader must not remove the new flight.
-        assert!(matches!(flights.join("k", 1), Join::Waiter(_)));
+        assert!(matches!(
+            flights.join("k", 9, |start| start < 3),
+            Join::Waiter(_)
+        ));
         drop(new);
     }
 }

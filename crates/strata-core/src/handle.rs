@@ -5,23 +5,23 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::request::Parts;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::clock::{Clock, SystemClock};
-use crate::entry::{Entry, EntryKind, VariantRule};
+use crate::entry::{Entry, EntryKind};
 use crate::error::Error;
-use crate::flight::{Flights, Join};
+use crate::fence::Names;
+use crate::flight::Join;
 use crate::key::KeyBuilder;
 use crate::layer::CacheLayer;
 use crate::policy::CachePolicy;
+use crate::shared::{InvalidationHook, Shared, UserResolver, Written};
 use crate::stats::{Stats, StatsSnapshot, bump};
-use crate::store::{BoxFuture, HealthReport, Invalidation, MemoryStore, Store};
+use crate::store::{HealthReport, Invalidation, MemoryStore, Store};
 
 /// The default largest body the layer buffers and stores: 4 MiB.
 pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
@@ -29,170 +29,6 @@ pub const DEFAULT_MAX_BODY: usize = 4 * 1024 * 1024;
 /// How long the layer remembers that a URL's responses are not storable,
 /// unless set otherwise: 60 s.
 pub const DEFAULT_PASS_TTL: Duration = Duration::from_secs(60);
-
-/// Who is asking: a user id from the request, for per-user entries.
-///
-/// Implemented for every `Fn(&Parts) -> Option<String>`, so a closure
-/// reading an extension or a header is enough.
-pub trait UserResolver: Send + Sync + 'static {
-    /// The user id of this request, or `None` for an anonymous request.
-    fn user(&self, parts: &Parts) -> Option<String>;
-}
-
-impl<F> UserResolver for F
-where
-    F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
-{
-    fn user(&self, parts: &Parts) -> Option<String> {
-        self(parts)
-    }
-}
-
-/// A stored response that a flight leader hands to its waiters, with the
-/// variant rule it was stored under (`None`: stored at the primary key).
-#[derive(Debug)]
-pub(crate) struct Filled {
-    pub(crate) entry: Arc<Entry>,
-    pub(crate) rule: Option<VariantRule>,
-}
-
-/// What a flight leader publishes: what it stored, or `None` when its
-/// response may not answer anyone else.
-pub(crate) type Outcome = Option<Arc<Filled>>;
-
-/// State shared by the layer, every service clone and every handle.
-pub(crate) struct Shared {
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) keys: KeyBuilder,
-    pub(crate) stats: Stats,
-    /// Moves on every invalidation; a fill that saw another value when it
-    /// began must not leave its entry behind.
-    pub(crate) generation: AtomicU64,
-    /// Orders fills' writes against generation moves (see `put_all`).
-    pub(crate) fill_gate: tokio::sync::RwLock<()>,
-    pub(crate) flights: Arc<Flights<Outcome>>,
-    pub(crate) value_flights: Arc<Flights<Option<Bytes>>>,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) user: Option<Arc<dyn UserResolver>>,
-    pub(crate) default_policy: Option<CachePolicy>,
-    pub(crate) max_body: usize,
-    pub(crate) pass_ttl: Duration,
-    /// Whether clients' `Cache-Control` (and `Pragma`) request directives
-    /// are obeyed.
-    pub(crate) request_directives: bool,
-    /// Whether stored responses list their tags in `Surrogate-Key`.
-    pub(crate) emit_surrogate_keys: bool,
-    /// Told of every invalidation made here (not those from other
-    /// instances).
-    pub(crate) on_invalidate: Option<InvalidationHook>,
-}
-
-/// A function told of every invalidation a cache makes
-/// ([`CacheBuilder::on_invalidate`]).
-pub type InvalidationHook = Arc<dyn Fn(&Invalidation) + Send + Sync>;
-
-impl fmt::Debug for Shared {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Shared")
-            .field("store", &self.store)
-            .field("keys", &self.keys)
-            .field("default_policy", &self.default_policy)
-            .field("max_body", &self.max_body)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Shared {
-    pub(crate) fn user_of(&self, parts: &Parts) -> Option<String> {
-        // An empty identity is no identity: it must not become a shared
-        // "user" that every such request would see.
-        self.user
-            .as_ref()
-            .and_then(|resolver| resolver.user(parts))
-            .filter(|user| !user.is_empty())
-    }
-
-    pub(crate) fn generation(&self) -> u64 {
-        self.generation.load(Ordering::SeqCst)
-    }
-
-    /// Reads through the store; an error is counted and is a miss.
-    pub(crate) async fn get(&self, key: &str) -> Option<Arc<Entry>> {
-        match self.store.get(key).await {
-            Ok(entry) => entry,
-            Err(error) => {
-                bump(&self.stats.errors);
-                tracing::warn!(%error, "cache read failed; treating as a miss");
-                None
-            }
-        }
-    }
-
-    /// Writes `entries` (in order), then drops them again if an
-    /// invalidation happened since `generation` was read.
-    /// Returns whether every entry was written (false when an invalidation
-    /// came first, or the store failed).
-    pub(crate) async fn put_all(&self, entries: &[Arc<Entry>], generation: u64) -> bool {
-        // Writes hold the gate shared; an invalidation moves the generation
-        // holding it exclusively. So a write either completes before the
-        // move (and the invalidation's removal, which follows the move,
-        // takes it away) or sees the moved generation and writes nothing:
-        // no old data is ever readable after `invalidate` returns.
-        let _gate = self.fill_gate.read().await;
-        if self.generation() != generation {
-            return false;
-        }
-        let mut written = true;
-        for entry in entries {
-            if let Err(error) = self.store.put(Arc::clone(entry)).await {
-                bump(&self.stats.errors);
-                tracing::warn!(%error, "cache write failed");
-                written = false;
-            }
-        }
-        written
-    }
-
-    /// An invalidation made by another instance: move the generation so no
-    /// older fill writes from now on; if fills are writing right now, hand
-    /// back a future that completes when they are done.
-    fn remote_invalidation(self: Arc<Self>) -> Option<BoxFuture<'static, ()>> {
-        bump(&self.stats.invalidations);
-        let idle = {
-            let gate = self.fill_gate.try_write();
-            self.generation.fetch_add(1, Ordering::SeqCst);
-            gate.is_ok()
-        };
-        if idle {
-            return None;
-        }
-        Some(Box::pin(async move {
-            let _gate = self.fill_gate.write().await;
-        }))
-    }
-
-    pub(crate) async fn invalidate(&self, what: &Invalidation) -> Result<u64, Error> {
-        {
-            let _gate = self.fill_gate.write().await;
-            self.generation.fetch_add(1, Ordering::SeqCst);
-        }
-        bump(&self.stats.invalidations);
-        let result = match what {
-            Invalidation::Key(name) => {
-                let full = Invalidation::Key(self.keys.value_key(name));
-                self.store.invalidate(&full).await
-            }
-            _ => self.store.invalidate(what).await,
-        };
-        if let Some(hook) = &self.on_invalidate {
-            hook(what);
-        }
-        result.inspect_err(|error| {
-            bump(&self.stats.errors);
-            tracing::warn!(%error, "cache invalidation failed");
-        })
-    }
-}
 
 /// A configured cache: make its [`layer`](Cache::layer) and hand out
 /// [`handle`](Cache::handle)s.
@@ -449,8 +285,7 @@ impl CacheBuilder {
             store,
             keys,
             stats: Stats::default(),
-            generation: AtomicU64::new(0),
-            fill_gate: tokio::sync::RwLock::new(()),
+            fences: Arc::default(),
             flights: Arc::default(),
             value_flights: Arc::default(),
             clock: self.clock,
@@ -465,9 +300,9 @@ impl CacheBuilder {
         let weak = Arc::downgrade(&shared);
         shared
             .store
-            .set_remote_listener(Arc::new(move |_what: &Invalidation| {
+            .set_remote_listener(Arc::new(move |what: &Invalidation| {
                 weak.upgrade()
-                    .and_then(|shared| shared.remote_invalidation())
+                    .and_then(|shared| shared.remote_invalidation(what))
             }));
         Ok(Cache { shared })
     }
@@ -629,13 +464,26 @@ impl CacheHandle {
     {
         let shared = &self.shared;
         let key = shared.keys.value_key(name);
+        let user = KeyBuilder::user_of_name(name);
+        let names = Names {
+            key: &key,
+            name,
+            user: user.as_deref(),
+            tags: &[],
+        };
         loop {
-            let generation = shared.generation();
+            // Read before the lookup: an invalidation of this value from
+            // here on keeps an older computation out of the store.
+            let start = shared.start();
             if let Some(value) = self.stored_value::<T>(&key).await {
                 bump(&shared.stats.hits);
                 return Ok(value);
             }
-            match shared.value_flights.join(&key, generation) {
+            let fences = &shared.fences;
+            let join = shared
+                .value_flights
+                .join(&key, start.seq(), |start| fences.named_since(start, names));
+            match join {
                 Join::Waiter(waiter) => {
                     bump(&shared.stats.coalesced);
                     if let Some(Some(json)) = waiter.wait().await
@@ -644,9 +492,11 @@ impl CacheHandle {
                         bump(&shared.stats.hits);
                         return Ok(value);
                     }
-                    // The leader failed or went away: look again, and lead.
+                    // The leader failed, went away or was fenced: look
+                    // again, and lead.
                 }
                 Join::Leader(leader) => {
+                    let ticket = shared.ticket(start);
                     bump(&shared.stats.misses);
                     let value = compute().await?;
                     let json = match serde_json::to_vec(&value) {
@@ -661,17 +511,23 @@ impl CacheHandle {
                     let entry = Arc::new(Entry {
                         key: key.clone(),
                         name: name.to_owned(),
-                        user: KeyBuilder::user_of_name(name),
+                        user: user.clone(),
                         tags: Vec::new(),
                         stored_at: shared.clock.now(),
                         ttl,
                         stale: Duration::ZERO,
                         kind: EntryKind::Value(json.clone()),
                     });
-                    if shared.put_all(&[entry], generation).await {
-                        bump(&shared.stats.stores);
+                    match shared.put_all(&[entry], &ticket).await {
+                        Written::Stored => {
+                            bump(&shared.stats.stores);
+                            leader.complete(Some(json));
+                        }
+                        // Waiters that joined before the invalidation may
+                        // not take this older value either: they look again.
+                        Written::Fenced => drop(leader),
+                        Written::Failed => leader.complete(Some(json)),
                     }
-                    leader.complete(Some(json));
                     return Ok(value);
                 }
             }
@@ -692,7 +548,7 @@ impl CacheHandle {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::SystemTime;
 
     use super::*;
@@ -748,31 +604,60 @@ mod tests {
         }
     }
 
+    fn value(cache: &Cache, name: &str, tags: &[&str]) -> Arc<Entry> {
+        Arc::new(Entry {
+            key: cache.handle().keys().value_key(name),
+            name: name.to_owned(),
+            user: None,
+            tags: tags.iter().map(|tag| (*tag).to_owned()).collect(),
+            stored_at: SystemTime::now(),
+            ttl: Duration::from_secs(60),
+            stale: Duration::ZERO,
+            kind: EntryKind::Value(Bytes::from_static(b"old")),
+        })
+    }
+
     #[tokio::test]
     async fn a_fill_older_than_a_finished_invalidation_writes_nothing() {
         let store = Arc::new(CountingStore::default());
         let cache = Cache::builder().store(Arc::clone(&store) as _).build();
         let shared = &cache.shared;
-        let entry = Arc::new(Entry {
-            key: "k".to_owned(),
-            name: "/k".to_owned(),
-            user: None,
-            tags: Vec::new(),
-            stored_at: SystemTime::now(),
-            ttl: Duration::from_secs(60),
-            stale: Duration::ZERO,
-            kind: EntryKind::Value(Bytes::from_static(b"old")),
-        });
+        let entry = value(&cache, "k", &[]);
 
-        let generation = shared.generation();
+        let ticket = shared.fences.ticket_now();
         cache.handle().invalidate_key("k").await.unwrap();
-        shared.put_all(&[Arc::clone(&entry)], generation).await;
+        let written = shared.put_all(&[Arc::clone(&entry)], &ticket).await;
+        assert_eq!(written, Written::Fenced);
         assert_eq!(store.puts.load(Ordering::SeqCst), 0, "not even briefly");
-        assert!(store.inner.get_entry("k").is_none());
+        assert!(store.inner.get_entry(&entry.key).is_none());
 
-        shared.put_all(&[entry], shared.generation()).await;
+        let written = shared
+            .put_all(std::slice::from_ref(&entry), &shared.fences.ticket_now())
+            .await;
+        assert_eq!(written, Written::Stored);
         assert_eq!(store.puts.load(Ordering::SeqCst), 1);
-        assert!(store.inner.get_entry("k").is_some());
+        assert!(store.inner.get_entry(&entry.key).is_some());
+    }
+
+    #[tokio::test]
+    async fn an_unrelated_invalidation_lets_the_fill_write() {
+        let store = Arc::new(CountingStore::default());
+        let cache = Cache::builder().store(Arc::clone(&store) as _).build();
+        let shared = &cache.shared;
+        let entry = value(&cache, "k", &["mine"]);
+        let ticket = shared.fences.ticket_now();
+        let handle = cache.handle();
+        handle.invalidate_key("other").await.unwrap();
+        handle.invalidate_tag("theirs").await.unwrap();
+        handle.invalidate_url("/elsewhere/").await.unwrap();
+        handle.invalidate_user("bob").await.unwrap();
+        handle.invalidate_prefix("/x").await.unwrap();
+        let written = shared.put_all(&[Arc::clone(&entry)], &ticket).await;
+        assert_eq!(written, Written::Stored);
+        assert!(store.inner.get_entry(&entry.key).is_some());
+        handle.clear().await.unwrap();
+        let written = shared.put_all(&[entry], &ticket).await;
+        assert_eq!(written, Written::Fenced, "clear names everything");
     }
 
     #[tokio::test]
@@ -782,36 +667,27 @@ mod tests {
             ..CountingStore::default()
         });
         let cache = Cache::builder().store(Arc::clone(&store) as _).build();
-        let entry = Arc::new(Entry {
-            key: cache.handle().keys().value_key("k"),
-            name: "k".to_owned(),
-            user: None,
-            tags: vec!["t".to_owned()],
-            stored_at: SystemTime::now(),
-            ttl: Duration::from_secs(60),
-            stale: Duration::ZERO,
-            kind: EntryKind::Value(Bytes::from_static(b"old")),
-        });
+        let entry = value(&cache, "k", &["t"]);
+        let key = entry.key.clone();
         let shared = Arc::clone(&cache.shared);
-        let generation = shared.generation();
-        let fill = tokio::spawn(async move { shared.put_all(&[entry], generation).await });
-        // The fill has checked its generation and is inside the slow write.
+        let ticket = shared.fences.ticket_now();
+        let fill = tokio::spawn(async move { shared.put_all(&[entry], &ticket).await });
+        // The fill has passed its fence and is inside the slow write.
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert_eq!(store.puts.load(Ordering::SeqCst), 1);
+        // An unrelated invalidation does not wait for it.
+        let unrelated = tokio::time::timeout(
+            Duration::from_millis(30),
+            cache.handle().invalidate_tag("other"),
+        )
+        .await;
+        assert!(unrelated.is_ok(), "an unrelated invalidation must not wait");
         cache.handle().invalidate_tag("t").await.unwrap();
         assert!(
-            store
-                .inner
-                .get_entry(&cache.handle().keys().value_key("k"))
-                .is_none(),
+            store.inner.get_entry(&key).is_none(),
             "the old value must not be readable once invalidate_tag returned"
         );
         fill.await.unwrap();
-        assert!(
-            store
-                .inner
-                .get_entry(&cache.handle().keys().value_key("k"))
-                .is_none()
-        );
+        assert!(store.inner.get_entry(&key).is_none());
     }
 }

@@ -182,6 +182,22 @@ pub fn path_of(name: &str) -> &str {
     name.split_once('?').map_or(name, |(path, _)| path)
 }
 
+/// The path an [`Invalidation::Url`](crate::Invalidation::Url) names: the
+/// path of the URL (absolute or not), without its query. Every store and
+/// the cache's fences read it here, so they agree on what a URL names.
+///
+/// ```
+/// use strata_core::key::path_of_url;
+/// assert_eq!(path_of_url("/a/?x=1"), "/a/");
+/// assert_eq!(path_of_url("https://example.com/a/"), "/a/");
+/// ```
+pub fn path_of_url(url: &str) -> std::borrow::Cow<'_, str> {
+    match url.parse::<Uri>() {
+        Ok(uri) if uri.path() != path_of(url) => std::borrow::Cow::Owned(uri.path().to_owned()),
+        _ => std::borrow::Cow::Borrowed(path_of(url)),
+    }
+}
+
 fn push_normalized(out: &mut String, path: &str, query: &str) {
     out.push_str(if path.is_empty() { "/" } else { path });
     if query.is_empty() {

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use crate::handle::Shared;
 use crate::service::CacheService;
+use crate::shared::Shared;
 
 /// Wraps a service in a [`CacheService`]. Made by [`Cache::layer`](crate::Cache::layer);
 /// cloning is cheap and every clone shares one cache.

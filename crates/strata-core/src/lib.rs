@@ -36,6 +36,7 @@
 //! # let _ = app;
 //! ```
 
+mod admit;
 mod annotate;
 mod body;
 mod clock;
@@ -43,6 +44,7 @@ pub mod conditional;
 mod config;
 pub mod entry;
 mod error;
+mod fence;
 mod flight;
 mod handle;
 pub mod key;
@@ -52,6 +54,7 @@ pub mod metrics;
 pub mod policy;
 pub mod rfc9111;
 mod service;
+mod shared;
 mod stats;
 pub mod store;
 
@@ -61,14 +64,12 @@ pub use clock::{Clock, MockClock, SystemClock};
 pub use config::{Config, TtlProfiles};
 pub use entry::{CachedResponse, Entry, EntryKind, VariantRule};
 pub use error::{Error, Result};
-pub use handle::{
-    Cache, CacheBuilder, CacheHandle, DEFAULT_MAX_BODY, DEFAULT_PASS_TTL, InvalidationHook,
-    UserResolver,
-};
+pub use handle::{Cache, CacheBuilder, CacheHandle, DEFAULT_MAX_BODY, DEFAULT_PASS_TTL};
 pub use key::KeyBuilder;
 pub use layer::CacheLayer;
 pub use policy::{CachePolicy, Invalidates, Scope};
 pub use service::{CACHE_STATUS, CacheService, ResponseFuture, STORABLE_STATUSES};
+pub use shared::{InvalidationHook, UserResolver};
 pub use stats::{Stats, StatsSnapshot};
 pub use store::{
     Health, HealthReport, HealthStatus, Invalidation, MemoryStore, RemoteListener, Store,

@@ -35,14 +35,16 @@ use tower::util::Oneshot;
 use tower_service::Service;
 use tracing::Instrument as _;
 
+use crate::admit;
 use crate::body::{BoxError, CacheBody};
 use crate::conditional::{self, copy_not_modified_headers, etag_for, http_date, is_not_modified};
 use crate::entry::{CachedResponse, Entry, EntryKind, VariantRule};
+use crate::fence::{Names, Start, Ticket};
 use crate::flight::Join;
-use crate::handle::{Filled, Outcome, Shared};
 use crate::key::normalize_url;
 use crate::policy::{CachePolicy, Invalidates, Scope};
 use crate::rfc9111::{self, RequestDirectives, ResponseDirectives, ResponseTiming};
+use crate::shared::{Filled, Outcome, Shared, Written};
 use crate::stats::bump;
 use crate::store::{BoxFuture, Invalidation};
 
@@ -137,7 +139,7 @@ where
             let (parts, body) = request.into_parts();
             let primary = self.shared.keys.url_key(&parts.uri);
             // Read before looking, as `serve` does (see there).
-            let generation = self.shared.generation();
+            let start = self.shared.start();
             let (mode, user) = match fast_path(&self.shared, &parts, &primary) {
                 Fast::Hit(response) => return ResponseFuture::ready(response),
                 Fast::Go(mode, user) => (mode, user),
@@ -161,7 +163,7 @@ where
             return ResponseFuture::boxed(
                 async move {
                     let forwarded = forward(
-                        &shared, inner, parts, body, &primary, user, generation, mode, None,
+                        &shared, inner, parts, body, &primary, user, start, mode, None,
                     )
                     .await?;
                     Ok(forwarded.0)
@@ -842,14 +844,15 @@ where
     let request = (shared.request_directives
         && (parts.headers.contains_key(CACHE_CONTROL) || parts.headers.contains_key(PRAGMA)))
     .then(|| RequestDirectives::from_headers(&parts.headers));
-    let (generation, mode, leader, stale, if_error) = loop {
+    let name = normalize_url(&parts.uri);
+    let (start, mode, leader, stale, if_error) = loop {
         rounds += 1;
-        // Read before looking: an invalidation from here on makes this
-        // request's fill (if it leads one) throw its entry away.
-        let generation = shared.generation();
+        // Read before looking: an invalidation from here on that names
+        // what this request's fill (if it leads one) stores keeps it out.
+        let start = shared.start();
         if rounds > MAX_ROUNDS {
             record_decision("miss", "service");
-            break (generation, Mode::Fill(Fwd::UriMiss), None, None, false);
+            break (start, Mode::Fill(Fwd::UriMiss), None, None, false);
         }
         let now = shared.clock.now();
         let found = shared.get(&primary).await;
@@ -918,7 +921,8 @@ where
                     );
                     // One refresh per key: when another request leads it
                     // already, this one only answers.
-                    if let Join::Leader(leader) = shared.flights.join(&flight_key, generation) {
+                    let join = join_flight(&shared, &flight_key, start, &name, &parts, &mut user);
+                    if let Join::Leader(leader) = join {
                         let shared = Arc::clone(&shared);
                         runtime.spawn(async move {
                             let refreshed = forward(
@@ -928,12 +932,15 @@ where
                                 body,
                                 &primary,
                                 user,
-                                generation,
+                                start,
                                 Mode::Refresh,
                                 Some(entry),
                             )
                             .await;
-                            leader.complete(refreshed.ok().and_then(|(_, outcome)| outcome));
+                            match refreshed {
+                                Ok((_, outcome)) => leader.complete(outcome),
+                                Err(_) => leader.complete(Outcome::Unshareable),
+                            }
                         });
                     }
                     return Ok(response);
@@ -941,11 +948,11 @@ where
             },
             Step::Pass => {
                 record_decision("pass", "service");
-                break (generation, Mode::Pass, None, None, false);
+                break (start, Mode::Pass, None, None, false);
             }
             Step::Bypass => {
                 record_decision("bypass", "service");
-                break (generation, Mode::Bypass, None, None, false);
+                break (start, Mode::Bypass, None, None, false);
             }
             Step::Miss {
                 flight_key,
@@ -955,13 +962,15 @@ where
             } => (flight_key, fwd, stale, if_error),
             Step::Variant(_) => unreachable!("resolved above"),
         };
-        match shared.flights.join(&flight_key, generation) {
+        match join_flight(&shared, &flight_key, start, &name, &parts, &mut user) {
             Join::Leader(leader) => {
                 record_decision("miss", "service");
-                break (generation, Mode::Fill(fwd), Some(leader), stale, if_error);
+                break (start, Mode::Fill(fwd), Some(leader), stale, if_error);
             }
             Join::Waiter(waiter) => match waiter.wait().await {
-                Some(Some(filled)) if serves(&shared, &filled, &primary, &parts, &mut user) => {
+                Some(Outcome::Filled(filled))
+                    if serves(&shared, &filled, &primary, &parts, &mut user) =>
+                {
                     bump(&shared.stats.coalesced);
                     bump(&shared.stats.hits);
                     record_decision("collapsed", "flight");
@@ -977,21 +986,22 @@ where
                         served,
                     ));
                 }
-                Some(None) => {
+                Some(Outcome::Unshareable) => {
                     // The leader's response was not shareable: ask ourselves.
                     record_decision("miss", "service");
-                    break (generation, Mode::Fill(fwd), None, stale, if_error);
+                    break (start, Mode::Fill(fwd), None, stale, if_error);
                 }
-                // Stored for another variant, or the leader went away:
-                // look again (with the rule now known), perhaps lead.
-                Some(Some(_)) | None => {}
+                // Stored for another variant, fenced by an invalidation, or
+                // the leader went away: look again (with the rule now
+                // known), perhaps lead.
+                Some(Outcome::Filled(_) | Outcome::Fenced) | None => {}
             },
         }
     };
     let fallback = stale.clone().filter(|_| if_error);
     let request_headers = fallback.as_ref().map(|_| parts.headers.clone());
     let forwarded = forward(
-        &shared, inner, parts, body, &primary, user, generation, mode, stale,
+        &shared, inner, parts, body, &primary, user, start, mode, stale,
     )
     .await;
     // `stale-if-error`: a stale response stands in for a server error or
@@ -1004,7 +1014,7 @@ where
     if let (Some(status), Some(stale), Some(request_headers)) = (failed, fallback, request_headers)
     {
         if let Some(leader) = leader {
-            leader.complete(None);
+            leader.complete(Outcome::Unshareable);
         }
         record_decision("stale", "store");
         let age = stale.age(shared.clock.now());
@@ -1022,6 +1032,29 @@ where
         leader.complete(outcome);
     }
     Ok(response)
+}
+
+/// Joins the flight for `flight_key`, or leads one from `start`. A flight
+/// that an invalidation since its start names (by this request's URL and
+/// user, or the tags the URL was last stored with) is not joined.
+fn join_flight(
+    shared: &Shared,
+    flight_key: &str,
+    start: Start,
+    name: &str,
+    parts: &Parts,
+    user: &mut LazyUser,
+) -> Join<Outcome> {
+    let names = Names {
+        key: flight_key,
+        name,
+        user: user.get(shared, parts),
+        tags: &[],
+    };
+    let fences = &shared.fences;
+    shared.flights.join(flight_key, start.seq(), |at| {
+        fences.flight_fenced(at, names)
+    })
 }
 
 /// Whether a response a flight leader stored may answer this request: only
@@ -1060,7 +1093,8 @@ struct Ctx<'a> {
     user: Option<String>,
     head: bool,
     request_headers: HeaderMap,
-    generation: u64,
+    /// The fill's fence ticket, taken where its lookup began.
+    ticket: Ticket,
     mode: Mode,
     /// Whether this is a client's request, which the figures count (a
     /// background refresh is not).
@@ -1089,7 +1123,7 @@ async fn forward<S, ReqBody, ResBody>(
     body: ReqBody,
     primary: &str,
     mut user: LazyUser,
-    generation: u64,
+    start: Start,
     mode: Mode,
     stale: Option<Arc<Entry>>,
 ) -> Result<(Response<CacheBody<ResBody>>, Outcome), S::Error>
@@ -1137,7 +1171,7 @@ where
         user: user.get(shared, &parts).map(str::to_owned),
         head,
         request_headers,
-        generation,
+        ticket: shared.ticket(start),
         mode,
         counted,
         sent_at: shared.clock.now(),
@@ -1177,7 +1211,7 @@ where
     let Some(policy) = policy else {
         ctx.tally(&shared.stats.bypasses);
         remember_pass(shared, &ctx, response.status()).await;
-        return (response.map(CacheBody::inner), None);
+        return (response.map(CacheBody::inner), Outcome::Unshareable);
     };
     match policy.scope() {
         Scope::NoStore => {
@@ -1190,14 +1224,14 @@ where
                 CACHE_STATUS,
                 HeaderValue::from_static("strata; fwd=bypass; detail=no-store"),
             );
-            (response, None)
+            (response, Outcome::Unshareable)
         }
         Scope::NoCache => {
             ctx.tally(&shared.stats.bypasses);
             remember_pass(shared, &ctx, response.status()).await;
             (
                 no_cache_response(shared, response, &policy, &ctx).await,
-                None,
+                Outcome::Unshareable,
             )
         }
         Scope::Public | Scope::Private | Scope::Origin => {
@@ -1222,7 +1256,7 @@ async fn remember_pass(shared: &Shared, ctx: &Ctx<'_>, status: StatusCode) {
         ..VariantRule::default()
     };
     let marker = rule_entry(shared, ctx, rule, shared.pass_ttl);
-    shared.put_all(&[marker], ctx.generation).await;
+    shared.put_all(&[marker], &ctx.ticket).await;
 }
 
 fn rule_entry(
@@ -1319,6 +1353,14 @@ async fn refresh<B>(
         Mode::Fill(fwd) => fwd,
         _ => Fwd::Stale,
     };
+    // What the 304 sets for this client (a rolling session, a balancer's
+    // stickiness) goes to this client alone, never into the stored copy.
+    let cookies: Vec<HeaderValue> = response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .cloned()
+        .collect();
     if !rfc9111::not_modified_selects(stored.headers(), response.headers()) {
         // The 304 names another response than the copy whose validators
         // went up (RFC 9111 §4.3.4): update nothing. The upstream did find
@@ -1333,9 +1375,10 @@ async fn refresh<B>(
             stale.age(now),
             served,
         );
-        return (response, None);
+        return (with_cookies(response, cookies), Outcome::Unshareable);
     }
     let mut headers = rfc9111::freshen_headers(stored.headers(), response.headers());
+    admit::strip(&mut headers);
     // `Cache-Status` tells how the stored response was handled, by the
     // caches behind strata and by strata: a 304 does not change that.
     headers.remove(CACHE_STATUS);
@@ -1389,13 +1432,16 @@ async fn refresh<B>(
     });
     // Without a plan the copy is good for this request, but nothing says
     // for how long: it is not stored.
-    let stored_now = plan.is_some() && shared.put_all(&[Arc::clone(&entry)], ctx.generation).await;
-    if stored_now {
+    let written = match plan {
+        Some(_) => shared.put_all(&[Arc::clone(&entry)], &ctx.ticket).await,
+        None => Written::Failed,
+    };
+    if written == Written::Stored {
         bump(&shared.stats.stores);
     }
     let served = Served::Revalidated {
         fwd,
-        stored: stored_now,
+        stored: written == Written::Stored,
     };
     let response = respond_from_entry(
         shared,
@@ -1405,8 +1451,20 @@ async fn refresh<B>(
         entry.age(now),
         served,
     );
-    let outcome = stored_now.then(|| Arc::new(Filled { entry, rule: None }));
-    (response, outcome)
+    let outcome = match written {
+        Written::Stored => Outcome::Filled(Arc::new(Filled { entry, rule: None })),
+        Written::Fenced => Outcome::Fenced,
+        Written::Failed => Outcome::Unshareable,
+    };
+    (with_cookies(response, cookies), outcome)
+}
+
+/// `response` with the `Set-Cookie` lines meant for its client alone.
+fn with_cookies<B>(mut response: Response<B>, cookies: Vec<HeaderValue>) -> Response<B> {
+    for cookie in cookies {
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    response
 }
 
 /// The longest a response's own headers may keep it (fresh or stale):
@@ -1527,7 +1585,7 @@ where
                 let headers = response.headers_mut();
                 headers.remove(rfc9111::STRATA_CACHE_CONTROL);
                 headers.append(CACHE_STATUS, not_stored_status(fwd, reason));
-                return (response, None);
+                return (response, Outcome::Unshareable);
             }
         },
         _ => None,
@@ -1545,7 +1603,7 @@ where
                 pass: false,
             };
             let marker = rule_entry(shared, &ctx, rule, policy.ttl());
-            shared.put_all(&[marker], ctx.generation).await;
+            shared.put_all(&[marker], &ctx.ticket).await;
         }
         let mut response = response.map(CacheBody::inner);
         let headers = response.headers_mut();
@@ -1563,7 +1621,7 @@ where
             write_policy_headers(headers, policy);
         }
         headers.append(CACHE_STATUS, not_stored_status(fwd, reason));
-        return (response, None);
+        return (response, Outcome::Unshareable);
     }
 
     // Every request is one of hit, miss or bypass: this one went to the
@@ -1581,13 +1639,13 @@ where
                 write_policy_headers(headers, policy);
             }
             headers.append(CACHE_STATUS, not_stored_status(fwd, "too-large"));
-            return (response, None);
+            return (response, Outcome::Unshareable);
         }
         Buffered::Failed(error) => {
             // The client sees the inner body's failure; nothing is stored.
             return (
                 Response::from_parts(head_parts, CacheBody::failed(error)),
-                None,
+                Outcome::Unshareable,
             );
         }
     };
@@ -1595,15 +1653,10 @@ where
     let now = shared.clock.now();
     let vary = vary_of(policy, &head_parts.headers);
     let mut headers = head_parts.headers;
-    // A stored private copy never replays a cookie on hits, but the
-    // response made for this very request still sets it.
-    let cookies: Vec<HeaderValue> = if per_user {
-        let cookies = headers.get_all(SET_COOKIE).iter().cloned().collect();
-        headers.remove(SET_COOKIE);
-        cookies
-    } else {
-        Vec::new()
-    };
+    // A stored copy never replays a cookie on hits (a shared route's
+    // response with one was not stored at all), but the response made for
+    // this very request still sets it.
+    let cookies = admit::strip(&mut headers);
     match &origin {
         // The origin's own fields stand, less those `private="..."` keeps
         // out of a shared entry. `Strata-Cache-Control` stays in the
@@ -1727,13 +1780,13 @@ where
         // The rule lasts as long as the variants may be served, stale too.
         writes.push(rule_entry(shared, &ctx, rule.clone(), entry.retention()));
     }
-    let stored = shared.put_all(&writes, ctx.generation).await;
+    let written = shared.put_all(&writes, &ctx.ticket).await;
     let fwd = match ctx.mode {
         Mode::Fill(fwd) => fwd,
         Mode::Pass | Mode::Bypass => Fwd::UriMiss,
         Mode::Refresh => Fwd::Stale,
     };
-    let served = if stored {
+    let served = if written == Written::Stored {
         bump(&shared.stats.stores);
         Served::Stored(fwd)
     } else {
@@ -1743,12 +1796,13 @@ where
     };
     // Not zero when an upstream said how old its response already was.
     let age = entry.age(now);
-    let mut response =
-        respond_from_entry(shared, &entry, &ctx.request_headers, ctx.head, age, served);
-    for cookie in cookies {
-        response.headers_mut().append(SET_COOKIE, cookie);
-    }
-    (response, Some(Arc::new(Filled { entry, rule })))
+    let response = respond_from_entry(shared, &entry, &ctx.request_headers, ctx.head, age, served);
+    let outcome = match written {
+        Written::Fenced => Outcome::Fenced,
+        // Stored, or the store failed: the answer is right either way.
+        Written::Stored | Written::Failed => Outcome::Filled(Arc::new(Filled { entry, rule })),
+    };
+    (with_cookies(response, cookies), outcome)
 }
 
 /// Header values copied into one buffer that they share: a stored

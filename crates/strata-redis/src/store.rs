@@ -34,7 +34,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Script, Value};
 use sha2::{Digest, Sha256};
-use strata_core::key::path_of;
+use strata_core::key::{path_of, path_of_url};
 use strata_core::store::{BoxFuture, Health, Invalidation, Store, StoreStats};
 use strata_core::{Entry, Error};
 
@@ -614,11 +614,8 @@ impl RedisStore {
         match what {
             Invalidation::Key(key) => self.delete_keys(std::slice::from_ref(key)).await,
             Invalidation::Url(url) => {
-                let path = url
-                    .parse::<http::Uri>()
-                    .map(|uri| uri.path().to_owned())
-                    .unwrap_or_else(|_| path_of(url).to_owned());
-                self.take_index(self.index_key('p', &path)).await
+                self.take_index(self.index_key('p', &path_of_url(url)))
+                    .await
             }
             Invalidation::Tag(tag) => self.take_index(self.index_key('t', tag)).await,
             Invalidation::Tags(tags) => {

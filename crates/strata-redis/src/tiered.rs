@@ -5,10 +5,11 @@
 //!
 //! Every invalidation made through this store drops the matching entries
 //! from its L1 and from Redis, then is published on the channel
-//! `{prefix}~bus`. Every other instance subscribed to the channel drops the
-//! matching entries from its own L1 (and tells its cache, which stops older
-//! fills from writing; if some were writing, it applies the invalidation to
-//! Redis once more after they finish).
+//! `{prefix}~bus`. Every other instance subscribed to the channel tells its
+//! cache, which fences the fills the invalidation names (only those), then
+//! drops the matching entries from its own L1; if some of those fills were
+//! already writing, it applies the invalidation to Redis and L1 once more
+//! after they finish.
 //!
 //! An instance trusts its L1 only while its subscription is alive. Until
 //! the first subscription succeeds, and from the moment it is lost (the
@@ -243,12 +244,15 @@ impl Inner {
             return;
         }
         self.received.fetch_add(1, Ordering::Relaxed);
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.l1.invalidate_now(&message.what);
+        // Fence first: a fill of ours that writes after this sees the
+        // invalidation and writes nothing; one already writing is waited
+        // for below. Then drop what L1 holds.
         let wait = self
             .listener
             .get()
             .and_then(|listener| listener(&message.what));
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.l1.invalidate_now(&message.what);
         if let Some(fills_done) = wait {
             // Fills of ours were writing while the other instance removed
             // the entries: their writes may have landed after it. Remove

@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use http::Uri;
 use moka::Expiry;
 use moka::notification::RemovalCause;
 use moka::sync::Cache;
@@ -13,7 +12,7 @@ use moka::sync::Cache;
 use super::{BoxFuture, Health, Invalidation, Store, StoreStats};
 use crate::entry::Entry;
 use crate::error::Error;
-use crate::key::path_of;
+use crate::key::{path_of, path_of_url};
 
 /// The default byte capacity of a [`MemoryStore`]: 256 MiB.
 pub const DEFAULT_MEMORY_BYTES: u64 = 256 * 1024 * 1024;
@@ -336,8 +335,8 @@ impl MemoryStore {
         let key: Arc<str> = Arc::from(entry.key.as_str());
         let slot = Slot { id, entry, keep };
         // Insert first, then register: an invalidation that takes a label
-        // after this point finds the key; one that took it before has
-        // already bumped the cache's generation, which the filler checks.
+        // after this point finds the key; one that took it before was
+        // fenced by the cache first, and the filler checked the fence.
         let _put = self
             .inner
             .puts
@@ -367,13 +366,7 @@ impl MemoryStore {
     pub fn invalidate_now(&self, what: &Invalidation) -> u64 {
         match what {
             Invalidation::Key(key) => u64::from(self.delete_entry(key)),
-            Invalidation::Url(url) => {
-                let path = url
-                    .parse::<Uri>()
-                    .map(|uri| uri.path().to_owned())
-                    .unwrap_or_else(|_| path_of(url).to_owned());
-                self.drop_label(Label::Path, &path)
-            }
+            Invalidation::Url(url) => self.drop_label(Label::Path, &path_of_url(url)),
             Invalidation::Tag(tag) => self.drop_label(Label::Tag, tag),
             Invalidation::Tags(tags) => tags
                 .iter()

@@ -187,13 +187,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 }
 
 /// Called by a store for every invalidation that comes from another
-/// instance, after the store dropped the matching local entries.
+/// instance, before the store drops the matching local entries.
 ///
-/// The cache moves its generation, so no fill that began earlier writes
-/// afterwards. If fills of this instance were already writing, it returns
-/// a future that completes once they have finished: the store should then
-/// apply the invalidation to its shared layer once more (without
-/// publishing it again), because those writes may have landed after the
-/// other instance's removal.
+/// The cache fences what the invalidation names, so no fill of this
+/// instance that began earlier and would store something it names writes
+/// afterwards; fills of other keys go on. If such fills were already
+/// writing, it returns a future that completes once they have finished:
+/// the store should then apply the invalidation to its layers once more
+/// (without publishing it again), because those writes may have landed
+/// after the other instance's removal.
 pub type RemoteListener =
     Arc<dyn Fn(&Invalidation) -> Option<BoxFuture<'static, ()>> + Send + Sync>;

@@ -1,0 +1,579 @@
+//! Fences: an invalidation stops exactly the fills it names.
+//!
+//! A fill (a miss, a revalidation, a background refresh, a computed value)
+//! reads what it stores *before* an invalidation may land, and writes
+//! *after*. Without a fence its old data would outlive the invalidation.
+//! With one global fence (a counter every invalidation moves), every
+//! invalidation would stop every fill, related or not, and a service with
+//! a few writes a second would store almost nothing.
+//!
+//! So each fill holds a [`Ticket`] taken before its lookup, and each
+//! invalidation is logged with a sequence number. When the fill writes,
+//! [`Fences::admit`] asks: did an invalidation newer than my ticket name
+//! any of the entries I am about to write (by key, URL path, tag, user,
+//! name prefix, or everything)? If so the write is dropped; if not it
+//! proceeds, registered as *writing*. An invalidation, in turn, waits for
+//! the writes in progress that it names (and only those) before it removes
+//! entries from the stores. Either the write finished before the removal
+//! (which takes it away) or it saw the invalidation and wrote nothing: once
+//! an invalidation returns, nothing it names is readable in its old form,
+//! and nothing it does not name was held up.
+//!
+//! The log keeps what open tickets may still need: invalidations newer than
+//! the oldest open ticket, and at least the last [`MIN_KEPT`] (a ticket is
+//! registered a moment after its sequence number is read, lock-free, on the
+//! hit path's way out). A ticket older than everything trimmed is treated as
+//! fenced by everything: safe, and only reachable by a fill that ran while
+//! more than [`MAX_KEPT`] invalidations happened.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::watch;
+
+use crate::entry::Entry;
+use crate::key::path_of_url;
+use crate::store::{BoxFuture, Invalidation};
+
+/// Invalidations kept in the log whatever the open tickets.
+const MIN_KEPT: usize = 4096;
+
+/// Invalidations kept at most; beyond, the oldest go, and tickets older
+/// than them count as fenced.
+const MAX_KEPT: usize = 200_000;
+
+/// URL paths whose tags are remembered for flights (see
+/// [`Fences::flight_fenced`]); past this many the memory starts over.
+const MAX_LEARNT_PATHS: usize = 65_536;
+
+/// What a fill may write, as far as fences are concerned: the fields of an
+/// [`Entry`] that an [`Invalidation`] can name.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Names<'a> {
+    pub(crate) key: &'a str,
+    /// The normalised URL (or a value's name); its path is what a URL
+    /// invalidation names.
+    pub(crate) name: &'a str,
+    pub(crate) user: Option<&'a str>,
+    pub(crate) tags: &'a [String],
+}
+
+impl<'a> Names<'a> {
+    pub(crate) fn of(entry: &'a Entry) -> Self {
+        Self {
+            key: &entry.key,
+            name: &entry.name,
+            user: entry.user.as_deref(),
+            tags: &entry.tags,
+        }
+    }
+}
+
+/// Every fence of one cache.
+pub(crate) struct Fences {
+    /// The sequence number of the last invalidation; read without the lock
+    /// when a ticket's start is taken.
+    seq: AtomicU64,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Invalidations newer than `trimmed`, oldest first.
+    log: VecDeque<(u64, Invalidation)>,
+    /// Everything at or below this was trimmed from the log.
+    trimmed: u64,
+    /// The newest logged invalidation naming each key, path, tag, user.
+    keys: HashMap<String, u64>,
+    paths: HashMap<String, u64>,
+    tags: HashMap<String, u64>,
+    users: HashMap<String, u64>,
+    /// Prefix invalidations in the log, oldest first.
+    prefixes: VecDeque<(u64, String)>,
+    /// The last `All`.
+    all: u64,
+    /// Open tickets by start: start -> how many.
+    open: BTreeMap<u64, usize>,
+    /// Writes in progress: id -> entries, and a channel closed when done.
+    writing: HashMap<u64, Writing>,
+    next_write: u64,
+    /// The tags each URL path was last stored with: a flight does not know
+    /// its response's tags until the response arrives, but most paths keep
+    /// theirs from one fill to the next.
+    learnt: HashMap<String, Vec<String>>,
+}
+
+struct Writing {
+    entries: Vec<Arc<Entry>>,
+    done: watch::Receiver<()>,
+}
+
+impl fmt::Debug for Fences {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.lock();
+        f.debug_struct("Fences")
+            .field("seq", &self.seq.load(Ordering::Relaxed))
+            .field("logged", &state.log.len())
+            .field("open", &state.open.values().sum::<usize>())
+            .field("writing", &state.writing.len())
+            .finish()
+    }
+}
+
+impl Default for Fences {
+    fn default() -> Self {
+        Self {
+            seq: AtomicU64::new(0),
+            state: Mutex::new(State::default()),
+        }
+    }
+}
+
+/// Where a fill started: invalidations after it may fence its writes.
+/// Dropping it lets the log forget what only it needed.
+pub(crate) struct Ticket {
+    fences: Arc<Fences>,
+    start: u64,
+}
+
+impl fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ticket")
+            .field("start", &self.start)
+            .finish()
+    }
+}
+
+/// A start read before a lookup, not yet registered: [`Fences::start`] is
+/// one atomic load, cheap enough for the hit path; [`Fences::ticket`]
+/// registers it once the request turns out to need one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Start(u64);
+
+impl Start {
+    /// The sequence number (for a flight that a fill with it leads).
+    pub(crate) fn seq(self) -> u64 {
+        self.0
+    }
+}
+
+/// A write in progress that passed its fence; invalidations naming its
+/// entries wait until it is dropped.
+pub(crate) struct WriteGuard {
+    fences: Arc<Fences>,
+    id: u64,
+    _done: watch::Sender<()>,
+}
+
+impl Fences {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Only a panic inside HashMap code could leave the state half
+        // updated; keep serving rather than fail every later request.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current position, before a lookup.
+    pub(crate) fn start(&self) -> Start {
+        Start(self.seq.load(Ordering::SeqCst))
+    }
+
+    /// Registers a fill that started at `start`.
+    pub(crate) fn ticket(self: &Arc<Self>, start: Start) -> Ticket {
+        let mut state = self.lock();
+        *state.open.entry(start.0).or_default() += 1;
+        Ticket {
+            fences: Arc::clone(self),
+            start: start.0,
+        }
+    }
+
+    /// A ticket starting now.
+    #[cfg(test)]
+    pub(crate) fn ticket_now(self: &Arc<Self>) -> Ticket {
+        let start = self.start();
+        self.ticket(start)
+    }
+
+    /// Logs an invalidation. Returns a future that completes once every
+    /// write in progress that `what` names has finished, or `None` when
+    /// none does. Call it before removing entries from the stores.
+    pub(crate) fn fence(&self, what: &Invalidation) -> Option<BoxFuture<'static, ()>> {
+        let mut state = self.lock();
+        let seq = self.seq.load(Ordering::SeqCst) + 1;
+        state.record(seq, what);
+        // Published under the lock: a ticket whose start is `seq` or later
+        // is registered after this and need not see it.
+        self.seq.store(seq, Ordering::SeqCst);
+        state.trim();
+        let mut waits: Vec<watch::Receiver<()>> = state
+            .writing
+            .values()
+            .filter(|writing| {
+                writing
+                    .entries
+                    .iter()
+                    .any(|entry| names(what, Names::of(entry)))
+            })
+            .map(|writing| writing.done.clone())
+            .collect();
+        drop(state);
+        if waits.is_empty() {
+            return None;
+        }
+        Some(Box::pin(async move {
+            for done in &mut waits {
+                // Err: the sender is gone, the write is over.
+                while done.changed().await.is_ok() {}
+            }
+        }))
+    }
+
+    /// Whether an invalidation after `ticket` started names `what`.
+    #[cfg(test)]
+    fn is_fenced(&self, ticket: &Ticket, what: Names<'_>) -> bool {
+        self.lock().named_since(ticket.start, what)
+    }
+
+    /// Whether an invalidation after `start` names `what`.
+    pub(crate) fn named_since(&self, start: u64, what: Names<'_>) -> bool {
+        self.lock().named_since(start, what)
+    }
+
+    /// Whether an invalidation after `start` names what a flight fetches:
+    /// `what` (whose tags are not known yet) or the tags its URL path was
+    /// last stored with. A flight this is true of is not joined, so
+    /// requests after a related invalidation do not wait for an answer
+    /// that will be thrown away.
+    pub(crate) fn flight_fenced(&self, start: u64, what: Names<'_>) -> bool {
+        let state = self.lock();
+        if state.named_since(start, what) {
+            return true;
+        }
+        let path = crate::key::path_of(what.name);
+        state
+            .learnt
+            .get(path)
+            .is_some_and(|tags| state.named_since(start, Names { tags, ..what }))
+    }
+
+    /// Lets a fill write `entries` if no invalidation since its ticket names
+    /// any of them, and holds later invalidations that do until the
+    /// returned guard is dropped. `None`: fenced, write nothing.
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        ticket: &Ticket,
+        entries: &[Arc<Entry>],
+    ) -> Option<WriteGuard> {
+        let mut state = self.lock();
+        if entries
+            .iter()
+            .any(|entry| state.named_since(ticket.start, Names::of(entry)))
+        {
+            return None;
+        }
+        for entry in entries.iter().filter(|entry| entry.response().is_some()) {
+            let path = crate::key::path_of(&entry.name);
+            if state.learnt.get(path).map(Vec::as_slice) != Some(&entry.tags[..]) {
+                if state.learnt.len() >= MAX_LEARNT_PATHS {
+                    state.learnt.clear();
+                }
+                state.learnt.insert(path.to_owned(), entry.tags.clone());
+            }
+        }
+        let id = state.next_write;
+        state.next_write += 1;
+        let (sender, receiver) = watch::channel(());
+        state.writing.insert(
+            id,
+            Writing {
+                entries: entries.to_vec(),
+                done: receiver,
+            },
+        );
+        Some(WriteGuard {
+            fences: Arc::clone(self),
+            id,
+            _done: sender,
+        })
+    }
+
+    #[cfg(test)]
+    fn logged(&self) -> usize {
+        self.lock().log.len()
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut state = self.fences.lock();
+        if let Some(count) = state.open.get_mut(&self.start) {
+            *count -= 1;
+            if *count == 0 {
+                state.open.remove(&self.start);
+            }
+        }
+        state.trim();
+    }
+}
+
+impl Drop for WriteGuard {
+    fn drop(&mut self) {
+        self.fences.lock().writing.remove(&self.id);
+    }
+}
+
+impl State {
+    /// The index each name of `what` lives in: keys, paths, tags, users.
+    /// (Prefixes and `All` are kept apart: they are not looked up by name.)
+    fn indexed(
+        &mut self,
+        what: &Invalidation,
+        mut each: impl FnMut(&mut HashMap<String, u64>, &str),
+    ) {
+        match what {
+            Invalidation::Key(key) => each(&mut self.keys, key),
+            Invalidation::Url(url) => each(&mut self.paths, &path_of_url(url)),
+            Invalidation::Tag(tag) => each(&mut self.tags, tag),
+            Invalidation::Tags(tags) => {
+                for tag in tags {
+                    each(&mut self.tags, tag);
+                }
+            }
+            Invalidation::User(user) => each(&mut self.users, user),
+            Invalidation::Prefix(_) | Invalidation::All => {}
+        }
+    }
+
+    fn record(&mut self, seq: u64, what: &Invalidation) {
+        self.indexed(what, |map, name| {
+            // Most names are invalidated again and again: reuse the slot.
+            match map.get_mut(name) {
+                Some(at) => *at = seq,
+                None => {
+                    map.insert(name.to_owned(), seq);
+                }
+            }
+        });
+        match what {
+            Invalidation::Prefix(prefix) => self.prefixes.push_back((seq, prefix.clone())),
+            Invalidation::All => self.all = seq,
+            _ => {}
+        }
+        self.log.push_back((seq, what.clone()));
+    }
+
+    /// Forgets the invalidations no open ticket can need.
+    fn trim(&mut self) {
+        let oldest_open = self.open.keys().next().copied();
+        while let Some((seq, _)) = self.log.front() {
+            let seq = *seq;
+            let needed = oldest_open.is_some_and(|start| seq > start);
+            if self.log.len() <= MIN_KEPT || (needed && self.log.len() <= MAX_KEPT) {
+                break;
+            }
+            let Some((seq, what)) = self.log.pop_front() else {
+                break;
+            };
+            self.trimmed = seq;
+            self.indexed(&what, |map, name| {
+                if map.get(name) == Some(&seq) {
+                    map.remove(name);
+                }
+            });
+            if matches!(what, Invalidation::Prefix(_)) {
+                self.prefixes.pop_front();
+            }
+        }
+    }
+
+    fn named_since(&self, start: u64, what: Names<'_>) -> bool {
+        if start < self.trimmed {
+            // Older than the log: whatever came since is unknown.
+            return true;
+        }
+        let after = |at: Option<&u64>| at.is_some_and(|&at| at > start);
+        self.all > start
+            || after(self.keys.get(what.key))
+            || after(self.paths.get(crate::key::path_of(what.name)))
+            || what.user.is_some_and(|user| after(self.users.get(user)))
+            || what.tags.iter().any(|tag| after(self.tags.get(tag)))
+            || self
+                .prefixes
+                .iter()
+                .rev()
+                .take_while(|(at, _)| *at > start)
+                .any(|(_, prefix)| what.name.starts_with(prefix.as_str()))
+    }
+}
+
+/// Whether `invalidation` names an entry with these names: the rule both
+/// stores apply, in one place for the fences.
+pub(crate) fn names(invalidation: &Invalidation, what: Names<'_>) -> bool {
+    match invalidation {
+        Invalidation::Key(key) => key == what.key,
+        Invalidation::Url(url) => path_of_url(url) == crate::key::path_of(what.name),
+        Invalidation::Tag(tag) => what.tags.contains(tag),
+        Invalidation::Tags(tags) => tags.iter().any(|tag| what.tags.contains(tag)),
+        Invalidation::User(user) => what.user == Some(user.as_str()),
+        Invalidation::Prefix(prefix) => what.name.starts_with(prefix.as_str()),
+        Invalidation::All => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::entry::EntryKind;
+
+    fn entry(key: &str, name: &str, user: Option<&str>, tags: &[&str]) -> Arc<Entry> {
+        Arc::new(Entry {
+            key: key.to_owned(),
+            name: name.to_owned(),
+            user: user.map(str::to_owned),
+            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            stored_at: SystemTime::UNIX_EPOCH,
+            ttl: Duration::from_secs(60),
+            stale: Duration::ZERO,
+            kind: EntryKind::Value(Bytes::new()),
+        })
+    }
+
+    fn detail() -> Arc<Entry> {
+        entry(
+            "k:/m/7/",
+            "/m/7/?lang=en",
+            Some("alice"),
+            &["materials", "m:7"],
+        )
+    }
+
+    #[test]
+    fn an_invalidation_fences_exactly_what_it_names() {
+        let cases = [
+            (Invalidation::Key("k:/m/7/".into()), true),
+            (Invalidation::Key("k:/m/8/".into()), false),
+            (Invalidation::Url("/m/7/".into()), true),
+            (Invalidation::Url("/m/7/?other=1".into()), true),
+            (Invalidation::Url("http://h/m/7/".into()), true),
+            (Invalidation::Url("/m/70/".into()), false),
+            (Invalidation::Tag("m:7".into()), true),
+            (Invalidation::Tag("m:8".into()), false),
+            (
+                Invalidation::Tags(vec!["x".into(), "materials".into()]),
+                true,
+            ),
+            (Invalidation::Tags(vec!["x".into(), "y".into()]), false),
+            (Invalidation::User("alice".into()), true),
+            (Invalidation::User("bob".into()), false),
+            (Invalidation::Prefix("/m/".into()), true),
+            (Invalidation::Prefix("/n/".into()), false),
+            (Invalidation::All, true),
+        ];
+        for (what, expected) in cases {
+            let fences = Arc::new(Fences::default());
+            let ticket = fences.ticket_now();
+            assert!(fences.admit(&ticket, &[detail()]).is_some(), "{what:?}");
+            assert!(fences.fence(&what).is_none(), "nothing writing: {what:?}");
+            let fenced = fences.admit(&ticket, &[detail()]).is_none();
+            assert_eq!(fenced, expected, "{what:?}");
+            assert_eq!(names(&what, Names::of(&detail())), expected, "{what:?}");
+            // A fill that starts after the invalidation is not fenced by it.
+            assert!(fences.admit(&fences.ticket_now(), &[detail()]).is_some());
+        }
+    }
+
+    #[test]
+    fn one_named_entry_fences_the_whole_write() {
+        let fences = Arc::new(Fences::default());
+        let ticket = fences.ticket_now();
+        fences.fence(&Invalidation::Tag("rule-only".into()));
+        let rule = entry("k:/m/", "/m/", None, &["rule-only"]);
+        assert!(fences.admit(&ticket, &[detail(), rule]).is_none());
+    }
+
+    #[tokio::test]
+    async fn an_invalidation_waits_only_for_the_writes_it_names() {
+        let fences = Arc::new(Fences::default());
+        let ticket = fences.ticket_now();
+        let guard = fences.admit(&ticket, &[detail()]).unwrap();
+        assert!(fences.fence(&Invalidation::Tag("other".into())).is_none());
+        let wait = fences.fence(&Invalidation::Tag("m:7".into())).unwrap();
+        let waiting = tokio::spawn(wait);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "must wait for the named write");
+        drop(guard);
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("released when the write ends")
+            .unwrap();
+    }
+
+    #[test]
+    fn a_flight_is_fenced_by_the_tags_its_path_was_last_stored_with() {
+        let fences = Arc::new(Fences::default());
+        let flight = Names {
+            key: "k:/m/7/",
+            name: "/m/7/",
+            user: None,
+            tags: &[],
+        };
+        let start = fences.start().seq();
+        fences.fence(&Invalidation::Tag("m:7".into()));
+        assert!(!fences.flight_fenced(start, flight), "nothing learnt yet");
+        let ticket = fences.ticket_now();
+        let mut stored = (*entry("k:/m/7/", "/m/7/?page=2", None, &["m:7"])).clone();
+        stored.kind = EntryKind::Response(crate::entry::CachedResponse::new(
+            http::StatusCode::OK,
+            http::HeaderMap::new(),
+            Bytes::new(),
+            SystemTime::UNIX_EPOCH,
+        ));
+        drop(fences.admit(&ticket, &[Arc::new(stored)]));
+        let start = fences.start().seq();
+        fences.fence(&Invalidation::Tag("m:8".into()));
+        assert!(!fences.flight_fenced(start, flight), "another tag");
+        fences.fence(&Invalidation::Tag("m:7".into()));
+        assert!(fences.flight_fenced(start, flight), "its path's tag");
+    }
+
+    #[test]
+    fn the_log_keeps_only_what_open_tickets_need() {
+        let fences = Arc::new(Fences::default());
+        for i in 0..(MIN_KEPT * 3) {
+            fences.fence(&Invalidation::Tag(format!("t{i}")));
+        }
+        assert_eq!(fences.logged(), MIN_KEPT, "no ticket open");
+        let ticket = fences.ticket_now();
+        for i in 0..(MIN_KEPT * 3) {
+            fences.fence(&Invalidation::Tag(format!("u{i}")));
+        }
+        assert_eq!(fences.logged(), MIN_KEPT * 3, "kept for the ticket");
+        assert!(!fences.is_fenced(&ticket, Names::of(&detail())));
+        assert!(fences.is_fenced(&ticket, Names::of(&entry("k", "/x", None, &["u5"]))));
+        drop(ticket);
+        fences.fence(&Invalidation::Tag("last".into()));
+        assert_eq!(fences.logged(), MIN_KEPT);
+        let state = fences.lock();
+        assert!(
+            state.tags.len() <= MIN_KEPT,
+            "the index shrinks with the log"
+        );
+    }
+
+    #[test]
+    fn a_ticket_older_than_the_log_is_fenced_by_anything() {
+        let fences = Arc::new(Fences::default());
+        let start = fences.start();
+        for i in 0..(MIN_KEPT + 10) {
+            fences.fence(&Invalidation::Tag(format!("t{i}")));
+        }
+        let late = fences.ticket(start);
+        assert!(fences.admit(&late, &[detail()]).is_none());
+    }
+}
