@@ -4,8 +4,9 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use pin_project_lite::pin_project;
 
 /// The error type of [`CacheBody`]: the inner body's error, boxed.
@@ -133,4 +134,46 @@ where
             Kind::Failed { .. } => SizeHint::default(),
         }
     }
+}
+
+/// A body read whole, or the reason it was not.
+pub(crate) enum Buffered<B> {
+    Whole(Bytes),
+    /// Longer than the limit after all: what was read, and the rest.
+    TooLong(Bytes, B),
+    Failed(BoxError),
+}
+
+/// Reads `body` whole, unless it proves longer than `limit`.
+pub(crate) async fn buffer<B>(mut body: Pin<Box<B>>, limit: usize) -> Buffered<Pin<Box<B>>>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let mut first: Option<Bytes> = None;
+    let mut rest = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(error) => return Buffered::Failed(error.into()),
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        }; // trailers are not stored
+        match &first {
+            None if rest.is_empty() => first = Some(data),
+            _ => {
+                if let Some(first) = first.take() {
+                    rest.extend_from_slice(&first);
+                }
+                rest.extend_from_slice(&data);
+            }
+        }
+        let read = first.as_ref().map_or(rest.len(), Bytes::len);
+        if read > limit {
+            let read = first.take().unwrap_or_else(|| rest.split().freeze());
+            return Buffered::TooLong(read, body);
+        }
+    }
+    Buffered::Whole(first.unwrap_or_else(|| rest.freeze()))
 }

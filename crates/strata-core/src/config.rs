@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::builder::{CacheBuilder, DEFAULT_MAX_BODY};
 use crate::error::Error;
-use crate::handle::{CacheBuilder, DEFAULT_MAX_BODY};
 use crate::key::DEFAULT_MAX_KEY_LEN;
 use crate::store::DEFAULT_MEMORY_BYTES;
 

@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::conditional::copy_not_modified_headers;
 use crate::rfc9111::STRATA_CACHE_CONTROL;
-use crate::service::CACHE_STATUS;
+use crate::status::CACHE_STATUS;
 
 /// One stored item with the metadata every layer needs to expire and
 /// invalidate it. Stores hand it out as `Arc<Entry>`, so a hit copies nothing.

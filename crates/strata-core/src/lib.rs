@@ -39,6 +39,8 @@
 mod admit;
 mod annotate;
 mod body;
+mod builder;
+mod cache;
 mod clock;
 pub mod conditional;
 mod config;
@@ -46,7 +48,6 @@ pub mod entry;
 mod error;
 mod fence;
 mod flight;
-mod handle;
 pub mod key;
 mod layer;
 #[cfg(feature = "metrics")]
@@ -56,21 +57,26 @@ pub mod rfc9111;
 mod service;
 mod shared;
 mod stats;
+mod status;
 pub mod store;
+mod values;
 
+pub use admit::STORABLE_STATUSES;
 pub use annotate::{Annotate, AnnotateFuture};
 pub use body::{BoxError, CacheBody};
+pub use builder::{CacheBuilder, DEFAULT_MAX_BODY, DEFAULT_PASS_TTL};
+pub use cache::{Cache, CacheHandle};
 pub use clock::{Clock, MockClock, SystemClock};
 pub use config::{Config, TtlProfiles};
 pub use entry::{CachedResponse, Entry, EntryKind, VariantRule};
 pub use error::{Error, Result};
-pub use handle::{Cache, CacheBuilder, CacheHandle, DEFAULT_MAX_BODY, DEFAULT_PASS_TTL};
 pub use key::KeyBuilder;
 pub use layer::CacheLayer;
 pub use policy::{CachePolicy, Invalidates, Scope};
-pub use service::{CACHE_STATUS, CacheService, ResponseFuture, STORABLE_STATUSES};
+pub use service::{CacheService, ResponseFuture};
 pub use shared::{InvalidationHook, UserResolver};
 pub use stats::{Stats, StatsSnapshot};
+pub use status::CACHE_STATUS;
 pub use store::{
     Health, HealthReport, HealthStatus, Invalidation, MemoryStore, RemoteListener, Store,
     StoreStats,

@@ -210,3 +210,6 @@ impl Shared {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -14,8 +14,6 @@ use std::borrow::Cow;
 use http::header::{CACHE_CONTROL, PRAGMA};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::targeted::DirectiveSource;
-
 /// The greatest delta-seconds value kept (2^31): RFC 9111 §1.2.2 has a cache
 /// treat any greater value, or an overflowing sum, as 2147483648 seconds.
 pub const DELTA_SECONDS_MAX: u32 = 1 << 31;
@@ -572,6 +570,44 @@ impl<'a> Iterator for Lexer<'a> {
             self.rest = tail;
             return Some(RawDirective { name, argument });
         }
+    }
+}
+
+/// `Strata-Cache-Control`: directives for strata alone, which the layer
+/// obeys before any other and strips from what it sends downstream.
+pub const STRATA_CACHE_CONTROL: HeaderName = HeaderName::from_static("strata-cache-control");
+
+/// `CDN-Cache-Control` (RFC 9213 §3): directives for CDN caches, obeyed
+/// only when the layer is configured to act as one.
+pub const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
+
+/// The field a response's directives were taken from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum DirectiveSource {
+    /// `Cache-Control` (RFC 9111 §5.2), with `Expires` (§5.3); also when
+    /// the response has no directives at all.
+    #[default]
+    CacheControl,
+    /// [`CDN_CACHE_CONTROL`] (RFC 9213 §3).
+    Cdn,
+    /// [`STRATA_CACHE_CONTROL`].
+    Strata,
+}
+
+impl DirectiveSource {
+    /// The name of the field.
+    pub fn header_name(self) -> HeaderName {
+        match self {
+            Self::CacheControl => CACHE_CONTROL,
+            Self::Cdn => CDN_CACHE_CONTROL,
+            Self::Strata => STRATA_CACHE_CONTROL,
+        }
+    }
+
+    /// Whether it is a targeted field, which makes the cache ignore
+    /// `Cache-Control` and `Expires` (RFC 9213 §2.1).
+    pub fn is_targeted(self) -> bool {
+        !matches!(self, Self::CacheControl)
     }
 }
 

@@ -75,7 +75,8 @@ pub use age::{
     parse_age,
 };
 pub use directives::{
-    DELTA_SECONDS_MAX, FieldScope, MaxStale, RequestDirectives, ResponseDirectives,
+    CDN_CACHE_CONTROL, DELTA_SECONDS_MAX, DirectiveSource, FieldScope, MaxStale, RequestDirectives,
+    ResponseDirectives, STRATA_CACHE_CONTROL,
 };
 pub use freshen::{freshen_headers, not_modified_selects};
 pub use freshness::{
@@ -92,10 +93,7 @@ pub use tags::{
     CACHE_TAG, MAX_SURROGATE_KEY_LEN, MAX_SURROGATE_KEYS, SURROGATE_KEY, SurrogateKeyError,
     surrogate_keys,
 };
-pub use targeted::{
-    CDN_CACHE_CONTROL, DirectiveSource, STRATA_CACHE_CONTROL, response_directives,
-    targeted_directives,
-};
+pub use targeted::{response_directives, targeted_directives};
 pub use vary::{Vary, secondary_key, variant_matches, write_secondary_key};
 
 /// A header map of `fields`, in order, repeated names appended: what the

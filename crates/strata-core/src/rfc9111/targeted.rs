@@ -11,48 +11,11 @@
 
 use std::borrow::Cow;
 
-use http::header::CACHE_CONTROL;
-use http::{HeaderMap, HeaderName};
+use http::HeaderMap;
 
-use super::directives::{DELTA_SECONDS_MAX, FieldScope, ResponseDirectives, field_list};
-
-/// `Strata-Cache-Control`: directives for strata alone, which the layer
-/// obeys before any other and strips from what it sends downstream.
-pub const STRATA_CACHE_CONTROL: HeaderName = HeaderName::from_static("strata-cache-control");
-
-/// `CDN-Cache-Control` (RFC 9213 §3): directives for CDN caches, obeyed
-/// only when the layer is configured to act as one.
-pub const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
-
-/// The field a response's directives were taken from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum DirectiveSource {
-    /// `Cache-Control` (RFC 9111 §5.2), with `Expires` (§5.3); also when
-    /// the response has no directives at all.
-    #[default]
-    CacheControl,
-    /// [`CDN_CACHE_CONTROL`] (RFC 9213 §3).
-    Cdn,
-    /// [`STRATA_CACHE_CONTROL`].
-    Strata,
-}
-
-impl DirectiveSource {
-    /// The name of the field.
-    pub fn header_name(self) -> HeaderName {
-        match self {
-            Self::CacheControl => CACHE_CONTROL,
-            Self::Cdn => CDN_CACHE_CONTROL,
-            Self::Strata => STRATA_CACHE_CONTROL,
-        }
-    }
-
-    /// Whether it is a targeted field, which makes the cache ignore
-    /// `Cache-Control` and `Expires` (RFC 9213 §2.1).
-    pub fn is_targeted(self) -> bool {
-        !matches!(self, Self::CacheControl)
-    }
-}
+use super::directives::{
+    DELTA_SECONDS_MAX, DirectiveSource, FieldScope, ResponseDirectives, field_list,
+};
 
 /// The directives this cache obeys for a response (RFC 9213 §2.1): those of
 /// `Strata-Cache-Control`, else of `CDN-Cache-Control` when `honour_cdn`,
@@ -420,6 +383,9 @@ impl<'a> Parser<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderName;
+
+    use crate::rfc9111::STRATA_CACHE_CONTROL;
     use http::HeaderValue;
 
     use crate::rfc9111::header_map as headers;

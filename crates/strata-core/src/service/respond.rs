@@ -1,0 +1,98 @@
+//! Building a response from a stored entry: 304 when the request's
+//! validators match, else the stored status, headers and body (none for
+//! HEAD), with `Age` and `Cache-Status`.
+
+use std::time::Duration;
+
+use http::header::{AGE, IF_MODIFIED_SINCE, IF_NONE_MATCH, SET_COOKIE};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+
+use crate::body::CacheBody;
+use crate::conditional::is_not_modified;
+use crate::entry::{CachedResponse, Entry};
+use crate::rfc9111;
+use crate::stats::{Stats, bump};
+use crate::status::{self, Served};
+
+/// Who is being answered: the request's headers (for its validators) and
+/// whether it is a HEAD.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Answer<'a> {
+    pub(crate) stats: &'a Stats,
+    pub(crate) request: &'a HeaderMap,
+    pub(crate) head: bool,
+}
+
+impl Answer<'_> {
+    /// The response for `entry`, `age` old, served as `served`. An entry
+    /// that holds no response (a rule or a value, which no path serves)
+    /// answers 500 rather than panic.
+    pub(crate) fn entry<B>(
+        &self,
+        entry: &Entry,
+        age: Duration,
+        served: Served,
+    ) -> Response<CacheBody<B>> {
+        match entry.response() {
+            Some(stored) => self.stored(stored, age, served),
+            None => {
+                tracing::error!("a lookup tried to serve an entry that holds no response");
+                let mut response = Response::new(CacheBody::empty());
+                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                response
+            }
+        }
+    }
+
+    fn stored<B>(
+        &self,
+        stored: &CachedResponse,
+        age: Duration,
+        served: Served,
+    ) -> Response<CacheBody<B>> {
+        let age = status::age_value(age.as_secs());
+        let conditional = self.request.contains_key(IF_NONE_MATCH)
+            || self.request.contains_key(IF_MODIFIED_SINCE);
+        if conditional
+            && stored.status().is_success()
+            && is_not_modified(self.request, stored.etag(), Some(stored.last_modified()))
+        {
+            bump(&self.stats.not_modified);
+            let mut response = Response::new(CacheBody::empty());
+            *response.status_mut() = StatusCode::NOT_MODIFIED;
+            let headers = response.headers_mut();
+            *headers = stored.not_modified_headers().clone();
+            headers.insert(AGE, age);
+            if !matches!(served, Served::Hit) {
+                status::replace_own(headers, served.header());
+            }
+            return response;
+        }
+        let body = if self.head {
+            CacheBody::empty()
+        } else {
+            CacheBody::full(stored.body().clone())
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = stored.status();
+        let headers = response.headers_mut();
+        *headers = stored.headers().clone();
+        if stored.has_targeted_field() {
+            headers.remove(rfc9111::STRATA_CACHE_CONTROL);
+        }
+        // Both slots exist in the stored headers, so these replace in place.
+        headers.insert(AGE, age);
+        if !matches!(served, Served::Hit) {
+            status::replace_own(headers, served.header());
+        }
+        response
+    }
+}
+
+/// `response` with the `Set-Cookie` lines meant for its client alone.
+pub(crate) fn with_cookies<B>(mut response: Response<B>, cookies: Vec<HeaderValue>) -> Response<B> {
+    for cookie in cookies {
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    response
+}
