@@ -387,3 +387,57 @@ async fn set_cookie_on_a_public_route_is_not_stored() {
     }
     assert_eq!(calls.count(), 2, "each client gets its own cookie");
 }
+
+/// A body longer than its `Content-Length` said, and longer than the
+/// limit: admission let it in on its declared length, the buffer finds
+/// out. It reaches the caller whole and is not stored. (In process: on a
+/// socket, HTTP framing would cut the body at the declared length.)
+#[tokio::test]
+async fn a_body_longer_than_declared_and_than_the_limit_is_passed_on_whole() {
+    use tower::ServiceExt as _;
+
+    let cache = cache_with_max_body(1024);
+    let calls = Calls::default();
+    let handler_calls = calls.clone();
+    let big = Bytes::from(vec![b'x'; 4096]);
+    let body = big.clone();
+    let app = Router::new()
+        .route(
+            "/liar",
+            get(move || {
+                handler_calls.hit();
+                let body = body.clone();
+                async move {
+                    let stream = futures_util::stream::iter(
+                        body.chunks(512)
+                            .map(|chunk| Ok::<_, Infallible>(Bytes::copy_from_slice(chunk)))
+                            .collect::<Vec<_>>(),
+                    );
+                    axum::response::Response::builder()
+                        .header(CONTENT_LENGTH, "10")
+                        .body(Body::from_stream(stream))
+                        .unwrap()
+                }
+            })
+            .layer(CachePolicy::public(MINUTE)),
+        )
+        .layer(cache.layer());
+    for round in 1..=2 {
+        let request = http::Request::get("/liar").body(Body::empty()).unwrap();
+        let response = timeout(PATIENCE, app.clone().oneshot(request))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            response.headers()["cache-status"],
+            "strata; fwd=uri-miss; detail=too-large",
+            "round {round}"
+        );
+        let read = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(read, big, "round {round}: the whole body");
+    }
+    assert_eq!(calls.count(), 2, "never stored");
+}

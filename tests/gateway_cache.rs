@@ -1185,3 +1185,32 @@ async fn a_background_refresh_stores_no_cookie_from_its_304() {
     }
     assert_eq!(t.origin.calls("/r/rollswr"), 2);
 }
+
+#[tokio::test]
+async fn if_none_match_against_a_copy_without_an_etag_gets_the_whole_response() {
+    let t = setup().await;
+    let url = "/r/no-etag?cc=max-age=60&lmfixed=1";
+    t.stored(url).await;
+    // `If-None-Match` decides when present (RFC 9110 §13.2.2); a copy with
+    // no ETag matches none, whatever `If-Modified-Since` would say.
+    let seen = t
+        .get_with(
+            url,
+            &[
+                ("if-none-match", "\"anything\""),
+                ("if-modified-since", "Fri, 01 Jan 2100 00:00:00 GMT"),
+            ],
+        )
+        .await;
+    assert_eq!(seen.status, StatusCode::OK);
+    assert_eq!(seen.cache_status, "strata; hit");
+    assert!(!seen.body.is_empty());
+    // Without `If-None-Match`, the date alone does give a 304.
+    let dated = t
+        .get_with(
+            url,
+            &[("if-modified-since", "Fri, 01 Jan 2100 00:00:00 GMT")],
+        )
+        .await;
+    assert_eq!(dated.status, StatusCode::NOT_MODIFIED);
+}

@@ -355,6 +355,14 @@ async fn a_handler_set_invalidates_extension_works() {
     assert_hit(&server, "/items", None).await;
 }
 
+/// `future`, or a failure after 10 s: a broken invalidation fails these
+/// tests instead of hanging them.
+async fn bounded<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(10), future)
+        .await
+        .expect("the race did not finish in 10 s")
+}
+
 /// A GET whose first call after `slow` is set reads the "database", says
 /// so on `read`, and then takes `delay` to answer; later calls are fast.
 struct SlowFill {
@@ -426,7 +434,7 @@ async fn an_invalidation_racing_a_slow_fill_does_not_leave_old_data() {
             tokio::spawn(async move { fetch(&server, "/value", None).await })
         };
         assert_eq!(
-            read_rx.recv().await,
+            bounded(read_rx.recv()).await,
             Some(old),
             "the fill read the old value"
         );
@@ -437,12 +445,17 @@ async fn an_invalidation_racing_a_slow_fill_does_not_leave_old_data() {
         // From here on nobody may see the old value: readers hammer the
         // URL while the slow fill completes.
         let mut seen = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !slow_get.is_finished() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: the slow fill never finished"
+            );
             let (status, body) = fetch(&server, "/value", None).await;
             assert_eq!(body, format!("value={new}"), "round {round}: {status}");
             seen += 1;
         }
-        let (_, slow_body) = slow_get.await.unwrap();
+        let (_, slow_body) = bounded(slow_get).await.unwrap();
         assert_eq!(slow_body, format!("value={old}"), "it began before");
         for _ in 0..5 {
             let (status, body) = fetch(&server, "/value", None).await;
@@ -492,17 +505,17 @@ async fn an_invalidation_racing_a_slow_fill_without_other_readers() {
             let server = Arc::clone(&server);
             tokio::spawn(async move { fetch(&server, "/value", None).await })
         };
-        assert_eq!(read_rx.recv().await, Some(old));
+        assert_eq!(bounded(read_rx.recv()).await, Some(old));
         tokio::time::sleep(Duration::from_millis(round * 12)).await;
         database.store(new, Ordering::SeqCst);
         handle.invalidate_tag("values").await.unwrap();
-        let (_, slow_body) = slow_get.await.unwrap();
+        let (_, slow_body) = bounded(slow_get).await.unwrap();
         assert_eq!(slow_body, format!("value={old}"));
 
         let (status, body) = fetch(&server, "/value", None).await;
         assert_eq!(body, format!("value={new}"), "round {round}");
         assert_eq!(status, STORED, "round {round}: the old fill was not kept");
-        assert_eq!(read_rx.recv().await, Some(new));
+        assert_eq!(bounded(read_rx.recv()).await, Some(new));
         assert_hit(&server, "/value", None).await;
     }
 }

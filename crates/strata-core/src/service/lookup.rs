@@ -8,6 +8,7 @@
 //! stored directives, for route policies (whose `Cache-Control` is stored
 //! with the response) and origin headers alike.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -100,7 +101,7 @@ impl<R: Fn() -> Option<String>> Asking<'_, R> {
             return self.nothing_stored(flight_key, Fwd::UriMiss);
         };
         match &entry.kind {
-            EntryKind::Response(_) => self.judge(entry, primary.to_owned()),
+            EntryKind::Response(_) => self.judge(entry, Cow::Borrowed(primary)),
             EntryKind::Variants(rule) if rule.pass => self.passing(Step::Pass),
             EntryKind::Variants(rule) => {
                 let user = if rule.per_user {
@@ -123,7 +124,7 @@ impl<R: Fn() -> Option<String>> Asking<'_, R> {
     /// The step for what was found at a variant key.
     pub(crate) fn at_variant(&mut self, key: String, found: Option<Arc<Entry>>) -> Step {
         match found {
-            Some(entry) if entry.response().is_some() => self.judge(entry, key),
+            Some(entry) if entry.response().is_some() => self.judge(entry, Cow::Owned(key)),
             _ => self.nothing_stored(key, Fwd::VaryMiss),
         }
     }
@@ -154,7 +155,10 @@ impl<R: Fn() -> Option<String>> Asking<'_, R> {
     }
 
     /// A stored response: fresh, stale and servable, or to be sent on.
-    fn judge(&self, entry: Arc<Entry>, flight_key: String) -> Step {
+    /// (`flight_key` is only copied when a flight may follow: a hit
+    /// allocates nothing here.)
+    #[inline]
+    fn judge(&self, entry: Arc<Entry>, flight_key: Cow<'_, str>) -> Step {
         let age = entry.age(self.now);
         // The common case, decided without reading the stored headers:
         // fresh, and no request directives to weigh. (A stored response
@@ -172,7 +176,7 @@ impl<R: Fn() -> Option<String>> Asking<'_, R> {
             Serve::StaleWhileRevalidate => Step::Stale {
                 entry,
                 age,
-                flight_key,
+                flight_key: flight_key.into_owned(),
             },
             Serve::GatewayTimeout => Step::Unsatisfiable,
             Serve::Forward | Serve::Revalidate { .. } => {
@@ -190,7 +194,7 @@ impl<R: Fn() -> Option<String>> Asking<'_, R> {
                         Serve::Fresh | Serve::StaleWhileRevalidate
                     );
                 Step::Miss {
-                    flight_key,
+                    flight_key: flight_key.into_owned(),
                     fwd: if would_serve {
                         Fwd::Request
                     } else {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::{Method, Response};
 
 use crate::body::CacheBody;
+use crate::key::path_of;
 use crate::policy::Invalidates;
 use crate::rfc9111;
 use crate::shared::Shared;
@@ -36,8 +37,8 @@ where
         let declared = response.extensions().get::<Invalidates>();
         if !declared.is_some_and(Invalidates::keeps_own_url) {
             // Its own URL, and the `Location` and `Content-Location` URLs
-            // on the same origin (RFC 9111 §4.4).
-            let mut paths = vec![write.target.path().to_owned()];
+            // on the same origin (RFC 9111 §4.4): every query of each path.
+            let mut paths: Vec<String> = Vec::new();
             for url in rfc9111::invalidation_targets(
                 &write.method,
                 status,
@@ -45,7 +46,7 @@ where
                 write.origin.as_ref(),
                 response.headers(),
             ) {
-                let path = url.split('?').next().unwrap_or_default().to_owned();
+                let path = path_of(&url).to_owned();
                 if !paths.contains(&path) {
                     paths.push(path);
                 }
