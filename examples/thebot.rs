@@ -102,7 +102,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     }
     let cache = app::cache_from_config(&config)?;
     let db = app::Db::new(Duration::from_millis(latency_ms));
-    let router = app::app_with_ttl(&cache, db, &admin_token, config.ttl.clone());
+    let mut ttl = app::profiles();
+    ttl.override_with(&config.ttl);
+    let router = app::app_with_ttl(&cache, db, &admin_token, ttl);
 
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     let store = if config.use_redis {

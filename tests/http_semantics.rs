@@ -347,7 +347,10 @@ async fn handler_cache_control_private_keeps_a_public_route_unshared() {
 
 #[tokio::test]
 async fn ttl_profiles_build_route_policies() {
-    let profiles = TtlProfiles::default();
+    let profiles = TtlProfiles::default()
+        .with("materials_list", Duration::from_secs(1800))
+        .with("material_detail", Duration::from_secs(3600))
+        .with("notifications", Duration::from_secs(60));
     let (cache, _clock) = mock_cache();
     let app = Router::new()
         .route(
@@ -388,7 +391,7 @@ async fn config_from_lookup_puts_cache_env_into_the_key_prefix() {
     })
     .unwrap();
     assert_eq!(config.key_prefix(), "strata:staging:");
-    assert_eq!(config.ttl.get("materials_list"), Duration::from_secs(1800));
+    assert_eq!(config.ttl.get("materials_list"), Duration::from_secs(300), "no such profile: default");
 
     let cache = config.builder().build();
     let handle = cache.handle();
@@ -413,7 +416,7 @@ async fn config_from_lookup_puts_cache_env_into_the_key_prefix() {
         .layer(cache.layer());
     let server = TestServer::start(app).await;
     let response = server.get("/materials/?page=2").send().await.unwrap();
-    assert_eq!(header(&response, "cache-control"), "public, max-age=1800");
+    assert_eq!(header(&response, "cache-control"), "public, max-age=300");
     let stored = handle.store().get(&key).await.unwrap();
     let stored = stored.expect("the response is stored under the prefixed key");
     assert!(stored.key.starts_with("strata:staging:"));

@@ -49,6 +49,7 @@ use axum::http::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use strata::fields::remove_hop_by_hop;
 use strata::{Cache, CachePolicy};
 use tower::Service;
 
@@ -59,26 +60,9 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an idle pooled upstream connection is kept.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-
-/// The fields that describe one connection, not the message (RFC 9110
-/// §7.6.1), plus the proxy-addressed authentication fields: a proxy never
-/// forwards them. `Connection` may name more; see [`remove_hop_by_hop`].
-pub const HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    KEEP_ALIVE,
-    PROXY_CONNECTION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-];
 
 /// The gateway: [`Proxy`] to `upstream` as the fallback of an axum
 /// `Router`, with `cache`'s layer in front of it.
@@ -395,24 +379,6 @@ fn downstream_response(response: Response<Body>) -> Response<Body> {
     // connection after one response).
     parts.version = Version::HTTP_11;
     Response::from_parts(parts, body)
-}
-
-/// Removes the hop-by-hop fields: every field `Connection` names, then the
-/// fixed list [`HOP_BY_HOP`] (`Connection` itself included).
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
 }
 
 /// Appends `ip` to the request's `X-Forwarded-For` list, folding several

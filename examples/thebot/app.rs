@@ -259,14 +259,28 @@ struct AppState {
     ttl: Arc<TtlProfiles>,
 }
 
+/// The demo's TTL profiles: default 300 s, materials_list 1800,
+/// material_detail 3600, reports 300, analytics 1800, notifications 60 (the
+/// table of the Django module strata succeeds). `CACHE_TTL_<NAME>`
+/// overrides them (see `examples/thebot.rs`).
+pub fn profiles() -> TtlProfiles {
+    let minutes = |m: u64| Duration::from_secs(m * 60);
+    TtlProfiles::default()
+        .with("materials_list", minutes(30))
+        .with("material_detail", minutes(60))
+        .with("reports", minutes(5))
+        .with("analytics", minutes(30))
+        .with("notifications", minutes(1))
+}
+
 /// The demo API over `db`, cached by `cache`, with the admin endpoints under
-/// `/api/core/` for `Bearer <admin_token>`, and the default TTL profiles.
+/// `/api/core/` for `Bearer <admin_token>`, and the demo's TTL [`profiles`].
 ///
 /// # Panics
 ///
 /// Panics when `admin_token` is empty.
 pub fn app(cache: &Cache, db: Db, admin_token: &str) -> Router {
-    app_with_ttl(cache, db, admin_token, TtlProfiles::default())
+    app_with_ttl(cache, db, admin_token, profiles())
 }
 
 /// [`app`] with these TTL profiles (`materials_list`, `material_detail`,
@@ -290,7 +304,7 @@ pub fn app_with_ttl(cache: &Cache, db: Db, admin_token: &str, ttl: TtlProfiles) 
 /// Panics when `admin_token` is empty.
 pub fn app_uncached(db: Db, admin_token: &str) -> Router {
     let unused = Cache::builder().user(user_of).build();
-    routes(&unused, db, admin_token, TtlProfiles::default(), false)
+    routes(&unused, db, admin_token, profiles(), false)
 }
 
 fn routes(cache: &Cache, db: Db, admin_token: &str, ttl: TtlProfiles, layered: bool) -> Router {

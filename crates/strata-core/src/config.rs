@@ -12,23 +12,32 @@ use crate::key::DEFAULT_MAX_KEY_LEN;
 use crate::store::DEFAULT_MEMORY_BYTES;
 
 /// Named TTLs, in seconds, so routes say `profiles.get("reports")` and
-/// operators tune one table. A name that is missing falls back to `default`.
+/// operators tune one table. A name that is missing falls back to
+/// `default`, which is 300 s unless set.
 ///
-/// The defaults are the seed's table: default 300, materials_list 1800,
-/// material_detail 3600, reports 300, analytics 1800, notifications 60.
+/// The application names its own profiles; the environment
+/// (`CACHE_TTL_<NAME>`) or a config file then overrides them by name.
 ///
 /// ```
 /// use std::time::Duration;
-/// let profiles = strata_core::TtlProfiles::default();
-/// assert_eq!(profiles.get("materials_list"), Duration::from_secs(1800));
+/// use strata_core::TtlProfiles;
+///
+/// let mut profiles = TtlProfiles::default().with("reports", Duration::from_secs(60));
+/// assert_eq!(profiles.get("reports"), Duration::from_secs(60));
 /// assert_eq!(profiles.get("no_such_profile"), Duration::from_secs(300));
+///
+/// // What the deployment says wins over what the application said.
+/// let mut deployed = TtlProfiles::default();
+/// deployed.set("reports", Duration::from_secs(120));
+/// profiles.override_with(&deployed);
+/// assert_eq!(profiles.get("reports"), Duration::from_secs(120));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct TtlProfiles(BTreeMap<String, u64>);
 
-/// A table read from a config file overrides the defaults it names and
-/// keeps the others, as `CACHE_TTL_*` variables do.
+/// A table read from a config file adds to the default and overrides it,
+/// as `CACHE_TTL_*` variables do.
 impl<'de> Deserialize<'de> for TtlProfiles {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let given = BTreeMap::<String, u64>::deserialize(deserializer)?;
@@ -38,22 +47,16 @@ impl<'de> Deserialize<'de> for TtlProfiles {
     }
 }
 
+/// The TTL of a profile nobody named: 300 s.
+const DEFAULT_PROFILE_SECS: u64 = 300;
+
 impl Default for TtlProfiles {
+    /// Only `default`: 300 s.
     fn default() -> Self {
-        let table = [
-            ("default", 300),
-            ("materials_list", 1800),
-            ("material_detail", 3600),
-            ("reports", 300),
-            ("analytics", 1800),
-            ("notifications", 60),
-        ];
-        Self(
-            table
-                .into_iter()
-                .map(|(name, secs)| (name.to_owned(), secs))
-                .collect(),
-        )
+        Self(BTreeMap::from([(
+            "default".to_owned(),
+            DEFAULT_PROFILE_SECS,
+        )]))
     }
 }
 
@@ -66,8 +69,22 @@ impl TtlProfiles {
             .get(name)
             .or_else(|| self.0.get("default"))
             .copied()
-            .unwrap_or(300);
+            .unwrap_or(DEFAULT_PROFILE_SECS);
         Duration::from_secs(secs)
+    }
+
+    /// This table with `name` set to `ttl` (for building one in code).
+    pub fn with(mut self, name: impl Into<String>, ttl: Duration) -> Self {
+        self.set(name, ttl);
+        self
+    }
+
+    /// Sets every profile `overrides` has, keeping the others: what a
+    /// deployment's config or environment says wins over the application's
+    /// own table.
+    pub fn override_with(&mut self, overrides: &TtlProfiles) {
+        self.0
+            .extend(overrides.0.iter().map(|(name, secs)| (name.clone(), *secs)));
     }
 
     /// Sets (or adds) a profile.
@@ -255,19 +272,13 @@ mod tests {
     }
 
     #[test]
-    fn defaults_match_the_seed() {
+    fn defaults_name_no_application_profiles() {
         let config = Config::default();
         assert_eq!(config.key_prefix(), "strata:development:");
-        for (name, secs) in [
-            ("default", 300),
-            ("materials_list", 1800),
-            ("material_detail", 3600),
-            ("reports", 300),
-            ("analytics", 1800),
-            ("notifications", 60),
-        ] {
-            assert_eq!(config.ttl.get(name), Duration::from_secs(secs), "{name}");
+        for name in ["default", "materials_list", "anything"] {
+            assert_eq!(config.ttl.get(name), Duration::from_secs(300), "{name}");
         }
+        assert_eq!(config.ttl.iter().count(), 1, "only `default`");
         assert!(!config.use_redis);
     }
 
@@ -299,10 +310,24 @@ mod tests {
     }
 
     #[test]
-    fn a_partial_ttl_table_keeps_the_other_defaults() {
+    fn a_ttl_table_from_config_overrides_the_applications_by_name() {
         let config: Config = serde_json::from_str(r#"{"ttl": {"reports": 120}}"#).unwrap();
         assert_eq!(config.ttl.get("reports"), Duration::from_secs(120));
-        assert_eq!(config.ttl.get("materials_list"), Duration::from_secs(1800));
+        assert_eq!(config.ttl.get("unnamed"), Duration::from_secs(300));
+        let mut app = TtlProfiles::default()
+            .with("reports", Duration::from_secs(60))
+            .with("lists", Duration::from_secs(1800));
+        app.override_with(&config.ttl);
+        assert_eq!(
+            app.get("reports"),
+            Duration::from_secs(120),
+            "deployment wins"
+        );
+        assert_eq!(
+            app.get("lists"),
+            Duration::from_secs(1800),
+            "the rest stays"
+        );
     }
 
     #[test]

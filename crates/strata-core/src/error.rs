@@ -3,7 +3,7 @@
 /// Errors that `strata-core` reports to the application.
 ///
 /// None of these ever reaches an HTTP client: the layer turns store failures
-/// into misses and counts them (see [`Stats`](crate::Stats)).
+/// into misses and counts them (see [`StatsSnapshot::errors`](crate::StatsSnapshot::errors)).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -13,9 +13,6 @@ pub enum Error {
     /// A configuration value could not be read.
     #[error("invalid cache configuration: {0}")]
     Config(String),
-    /// A value given to `get_or_compute` could not be turned into JSON.
-    #[error("cannot serialise cached value: {0}")]
-    Serialize(#[from] serde_json::Error),
 }
 
 /// The result type of `strata-core`.

@@ -12,7 +12,7 @@
 //!   [`MemoryStore`]);
 //! - [`Cache`], [`CacheLayer`], [`CacheService`] and [`CacheHandle`]: the
 //!   middleware and the application's handle on it;
-//! - [`Stats`] and [`Config`].
+//! - [`StatsSnapshot`] and [`Config`].
 //!
 //! ```
 //! use std::time::Duration;
@@ -47,13 +47,14 @@ mod config;
 pub mod entry;
 mod error;
 mod fence;
+pub mod fields;
 mod flight;
 pub mod key;
 mod layer;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod policy;
-pub mod rfc9111;
+mod rfc9111;
 mod service;
 mod shared;
 mod stats;
@@ -75,7 +76,7 @@ pub use layer::CacheLayer;
 pub use policy::{CachePolicy, Invalidates, Scope};
 pub use service::{CacheService, ResponseFuture};
 pub use shared::{InvalidationHook, UserResolver};
-pub use stats::{Stats, StatsSnapshot};
+pub use stats::StatsSnapshot;
 pub use status::CACHE_STATUS;
 pub use store::{
     Health, HealthReport, HealthStatus, Invalidation, MemoryStore, RemoteListener, Store,

@@ -8,7 +8,7 @@ use crate::store::StoreStats;
 
 /// Live counters. Read them with [`CacheHandle::stats`](crate::CacheHandle::stats).
 #[derive(Debug, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) stores: AtomicU64,
@@ -26,7 +26,7 @@ pub(crate) fn bump(counter: &AtomicU64) {
 
 impl Stats {
     /// Sets every counter back to zero.
-    pub fn reset(&self) {
+    pub(crate) fn reset(&self) {
         for counter in [
             &self.hits,
             &self.misses,

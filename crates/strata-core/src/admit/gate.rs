@@ -21,19 +21,12 @@ use http::header::SET_COOKIE;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::entry::Entry;
-use crate::rfc9111::{HOP_BY_HOP, is_hop_by_hop};
+use crate::fields::{HOP_BY_HOP, remove_hop_by_hop};
 
 /// Removes what a stored response must not hold from `headers`, and
 /// returns the `Set-Cookie` values for the requesting client alone.
 pub(crate) fn strip(headers: &mut HeaderMap) -> Vec<HeaderValue> {
-    let listed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| is_hop_by_hop(name, headers))
-        .cloned()
-        .collect();
-    for name in &listed {
-        headers.remove(name);
-    }
+    remove_hop_by_hop(headers);
     let cookies = headers.get_all(SET_COOKIE).iter().cloned().collect();
     headers.remove(SET_COOKIE);
     cookies

@@ -17,7 +17,7 @@ const MAX_AGE: Duration = Duration::from_secs(DELTA_SECONDS_MAX as u64);
 /// The `Age` a response arrived with (RFC 9111 §5.1), if any field line is
 /// a valid delta-seconds; invalid lines are ignored. Of several valid
 /// lines the largest counts, the conservative reading.
-pub fn parse_age(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn parse_age(headers: &HeaderMap) -> Option<Duration> {
     headers
         .get_all(AGE)
         .iter()
@@ -27,13 +27,13 @@ pub fn parse_age(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// `apparent_age = max(0, response_time - date_value)` (§4.2.3).
-pub fn apparent_age(date: SystemTime, response_time: SystemTime) -> Duration {
+pub(crate) fn apparent_age(date: SystemTime, response_time: SystemTime) -> Duration {
     response_time.duration_since(date).unwrap_or_default()
 }
 
 /// `corrected_age_value = age_value + response_delay`, where
 /// `response_delay = response_time - request_time` (§4.2.3).
-pub fn corrected_age_value(
+pub(crate) fn corrected_age_value(
     age: Duration,
     request_time: SystemTime,
     response_time: SystemTime,
@@ -45,13 +45,17 @@ pub fn corrected_age_value(
 }
 
 /// `corrected_initial_age = max(apparent_age, corrected_age_value)` (§4.2.3).
-pub fn corrected_initial_age(apparent_age: Duration, corrected_age_value: Duration) -> Duration {
+pub(crate) fn corrected_initial_age(
+    apparent_age: Duration,
+    corrected_age_value: Duration,
+) -> Duration {
     apparent_age.max(corrected_age_value).min(MAX_AGE)
 }
 
 /// `current_age = corrected_initial_age + resident_time`, where
 /// `resident_time = now - response_time` (§4.2.3).
-pub fn current_age(
+#[cfg(test)]
+pub(crate) fn current_age(
     corrected_initial_age: Duration,
     response_time: SystemTime,
     now: SystemTime,
@@ -66,37 +70,27 @@ pub fn current_age(
 /// 9111 §4.2.3), kept with the stored response. After a 304 freshens it
 /// (§4.3.4), build a new one from the revalidation's times and the 304's
 /// headers.
-///
-/// ```
-/// use std::time::{Duration, SystemTime};
-/// use http::{HeaderMap, HeaderValue};
-/// use strata_core::rfc9111::ResponseTiming;
-///
-/// let sent = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-/// let received = sent + Duration::from_secs(2);
-/// let mut headers = HeaderMap::new();
-/// headers.insert("age", HeaderValue::from_static("10"));
-/// let timing = ResponseTiming::new(sent, received, &headers);
-/// assert_eq!(timing.corrected_initial_age(), Duration::from_secs(12));
-/// assert_eq!(timing.current_age(received + Duration::from_secs(5)), Duration::from_secs(17));
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ResponseTiming {
+pub(crate) struct ResponseTiming {
     /// When the request that produced the response was sent.
-    pub request_time: SystemTime,
+    pub(crate) request_time: SystemTime,
     /// When the response was received.
-    pub response_time: SystemTime,
+    pub(crate) response_time: SystemTime,
     /// The response's `Date`, or `response_time` when it had none (or an
     /// invalid one).
-    pub date: SystemTime,
+    pub(crate) date: SystemTime,
     /// The response's `Age`, zero when it had none (or an invalid one).
-    pub age: Duration,
+    pub(crate) age: Duration,
 }
 
 impl ResponseTiming {
     /// Reads `Date` and `Age` from a response received at `response_time`
     /// for a request sent at `request_time`.
-    pub fn new(request_time: SystemTime, response_time: SystemTime, headers: &HeaderMap) -> Self {
+    pub(crate) fn new(
+        request_time: SystemTime,
+        response_time: SystemTime,
+        headers: &HeaderMap,
+    ) -> Self {
         Self {
             request_time,
             response_time,
@@ -108,7 +102,7 @@ impl ResponseTiming {
     /// `corrected_initial_age` (§4.2.3): how old the response was when it
     /// arrived. Storing this and `response_time` is enough for
     /// [`current_age`] later.
-    pub fn corrected_initial_age(&self) -> Duration {
+    pub(crate) fn corrected_initial_age(&self) -> Duration {
         corrected_initial_age(
             apparent_age(self.date, self.response_time),
             corrected_age_value(self.age, self.request_time, self.response_time),
@@ -117,7 +111,8 @@ impl ResponseTiming {
 
     /// The response's current age at `now` (§4.2.3), what the `Age` header
     /// of a response served from the cache says (§5.1).
-    pub fn current_age(&self, now: SystemTime) -> Duration {
+    #[cfg(test)]
+    pub(crate) fn current_age(&self, now: SystemTime) -> Duration {
         current_age(self.corrected_initial_age(), self.response_time, now)
     }
 
@@ -125,7 +120,7 @@ impl ResponseTiming {
     /// its `corrected_initial_age`. Its current age at `now` is
     /// `now - generated_at()` (§4.2.3), so this can stand for an entry's
     /// store time and make an age computed from it the RFC's current age.
-    pub fn generated_at(&self) -> SystemTime {
+    pub(crate) fn generated_at(&self) -> SystemTime {
         self.response_time
             .checked_sub(self.corrected_initial_age())
             .unwrap_or(SystemTime::UNIX_EPOCH)

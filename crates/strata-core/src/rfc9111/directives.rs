@@ -16,12 +16,12 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// The greatest delta-seconds value kept (2^31): RFC 9111 §1.2.2 has a cache
 /// treat any greater value, or an overflowing sum, as 2147483648 seconds.
-pub const DELTA_SECONDS_MAX: u32 = 1 << 31;
+pub(crate) const DELTA_SECONDS_MAX: u32 = 1 << 31;
 
 /// The fields a directive with a field-name list applies to (RFC 9111
 /// §5.2.2.4 `no-cache`, §5.2.2.7 `private`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FieldScope {
+pub(crate) enum FieldScope {
     /// The unqualified form: the directive applies to the whole response.
     /// A list that cannot be read (an invalid field name, an empty list) is
     /// taken as this, the stricter reading.
@@ -56,64 +56,51 @@ impl FieldScope {
 /// A delta-seconds argument is a count of whole seconds, saturated at
 /// [`DELTA_SECONDS_MAX`] (§1.2.2).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ResponseDirectives {
+pub(crate) struct ResponseDirectives {
     /// The field these directives came from. A targeted field makes the
     /// cache ignore `Expires` too (RFC 9213 §2.1).
-    pub source: DirectiveSource,
+    pub(crate) source: DirectiveSource,
     /// `max-age=N` (§5.2.2.1).
-    pub max_age: Option<u32>,
+    pub(crate) max_age: Option<u32>,
     /// `s-maxage=N` (§5.2.2.10); it also implies `proxy-revalidate`.
-    pub s_maxage: Option<u32>,
+    pub(crate) s_maxage: Option<u32>,
     /// `no-cache` (§5.2.2.4): store, but revalidate before every reuse.
-    pub no_cache: Option<FieldScope>,
+    pub(crate) no_cache: Option<FieldScope>,
     /// `no-store` (§5.2.2.5).
-    pub no_store: bool,
+    pub(crate) no_store: bool,
     /// `private` (§5.2.2.7): unqualified, never stored by a shared cache;
     /// qualified, the listed fields are not stored.
-    pub private: Option<FieldScope>,
+    pub(crate) private: Option<FieldScope>,
     /// `public` (§5.2.2.9).
-    pub public: bool,
+    pub(crate) public: bool,
     /// `must-revalidate` (§5.2.2.2): never served stale.
-    pub must_revalidate: bool,
+    pub(crate) must_revalidate: bool,
     /// `proxy-revalidate` (§5.2.2.8): `must-revalidate` for shared caches.
-    pub proxy_revalidate: bool,
+    pub(crate) proxy_revalidate: bool,
     /// `must-understand` (§5.2.2.3).
-    pub must_understand: bool,
+    pub(crate) must_understand: bool,
     /// `no-transform` (§5.2.2.6).
-    pub no_transform: bool,
+    pub(crate) no_transform: bool,
     /// `immutable` (RFC 8246).
-    pub immutable: bool,
+    pub(crate) immutable: bool,
     /// `stale-while-revalidate=N` (RFC 5861 §3).
-    pub stale_while_revalidate: Option<u32>,
+    pub(crate) stale_while_revalidate: Option<u32>,
     /// `stale-if-error=N` (RFC 5861 §4).
-    pub stale_if_error: Option<u32>,
+    pub(crate) stale_if_error: Option<u32>,
     /// The freshness information cannot be trusted: `max-age` or `s-maxage`
     /// without a valid delta-seconds argument, or repeated with different
     /// values. Such a response is treated as stale (RFC 9111 §4.2.1: "either
     /// the first occurrence should be used or the response should be
     /// considered stale"; strata takes the second, and also follows the
     /// encouragement to treat invalid freshness information as stale).
-    pub invalid_freshness: bool,
+    pub(crate) invalid_freshness: bool,
 }
 
 impl ResponseDirectives {
     /// Reads the directives of every `Cache-Control` field line of a
     /// response, ignoring targeted fields (for those see
     /// [`response_directives`](super::response_directives)).
-    ///
-    /// ```
-    /// use http::{HeaderMap, HeaderValue, header::CACHE_CONTROL};
-    /// use strata_core::rfc9111::ResponseDirectives;
-    ///
-    /// let mut headers = HeaderMap::new();
-    /// headers.append(CACHE_CONTROL, HeaderValue::from_static("Public, max-age=\"60\""));
-    /// headers.append(CACHE_CONTROL, HeaderValue::from_static("stale-while-revalidate=30"));
-    /// let cc = ResponseDirectives::from_cache_control(&headers);
-    /// assert!(cc.public);
-    /// assert_eq!(cc.max_age, Some(60));
-    /// assert_eq!(cc.stale_while_revalidate, Some(30));
-    /// ```
-    pub fn from_cache_control(headers: &HeaderMap) -> Self {
+    pub(crate) fn from_cache_control(headers: &HeaderMap) -> Self {
         Self::parse(headers.get_all(CACHE_CONTROL))
     }
 
@@ -124,7 +111,7 @@ impl ResponseDirectives {
     /// a directive are skipped, so a directive after them still counts,
     /// while a directive directly followed by them (`max-age=6 0`) is read
     /// with an unusable argument. Unknown directives are ignored (§5.2.3).
-    pub fn parse<'a>(lines: impl IntoIterator<Item = &'a HeaderValue>) -> Self {
+    pub(crate) fn parse<'a>(lines: impl IntoIterator<Item = &'a HeaderValue>) -> Self {
         let mut directives = Self::default();
         let mut max_age = Seconds::Absent;
         let mut s_maxage = Seconds::Absent;
@@ -178,7 +165,7 @@ impl ResponseDirectives {
     /// `proxy-revalidate` or `no-cache` (RFC 9111 §4.2.4, §5.2.2.2,
     /// §5.2.2.8). Origin-given stale windows (RFC 5861) do not override
     /// these either.
-    pub fn forbids_stale(&self) -> bool {
+    pub(crate) fn forbids_stale(&self) -> bool {
         self.must_revalidate || self.proxy_revalidate || self.no_cache.is_some()
     }
 }
@@ -192,7 +179,7 @@ fn merge_scope(current: Option<FieldScope>, new: FieldScope) -> FieldScope {
 
 /// `max-stale` on a request (RFC 9111 §5.2.1.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MaxStale {
+pub(crate) enum MaxStale {
     /// No argument: any staleness is acceptable.
     Any,
     /// Staleness up to this many seconds is acceptable.
@@ -201,7 +188,7 @@ pub enum MaxStale {
 
 impl MaxStale {
     /// Whether a response stale by `staleness` seconds is acceptable.
-    pub fn accepts(self, staleness: std::time::Duration) -> bool {
+    pub(crate) fn accepts(self, staleness: std::time::Duration) -> bool {
         match self {
             Self::Any => true,
             Self::Within(limit) => staleness <= std::time::Duration::from_secs(limit.into()),
@@ -225,24 +212,24 @@ impl MaxStale {
 /// `min-fresh`. A directive whose argument is not a valid delta-seconds is
 /// ignored, as if the client had not sent it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RequestDirectives {
+pub(crate) struct RequestDirectives {
     /// `max-age=N` (§5.2.1.1): the client wants a response no older than N.
-    pub max_age: Option<u32>,
+    pub(crate) max_age: Option<u32>,
     /// `max-stale[=N]` (§5.2.1.2).
-    pub max_stale: Option<MaxStale>,
+    pub(crate) max_stale: Option<MaxStale>,
     /// `min-fresh=N` (§5.2.1.3).
-    pub min_fresh: Option<u32>,
+    pub(crate) min_fresh: Option<u32>,
     /// `no-cache` (§5.2.1.4), or `Pragma: no-cache` without any
     /// `Cache-Control` field (§5.4).
-    pub no_cache: bool,
+    pub(crate) no_cache: bool,
     /// `no-store` (§5.2.1.5): store nothing of this exchange.
-    pub no_store: bool,
+    pub(crate) no_store: bool,
     /// `no-transform` (§5.2.1.6).
-    pub no_transform: bool,
+    pub(crate) no_transform: bool,
     /// `only-if-cached` (§5.2.1.7): answer from the cache or with 504.
-    pub only_if_cached: bool,
+    pub(crate) only_if_cached: bool,
     /// `stale-if-error=N` (RFC 5861 §4).
-    pub stale_if_error: Option<u32>,
+    pub(crate) stale_if_error: Option<u32>,
 }
 
 impl RequestDirectives {
@@ -250,16 +237,7 @@ impl RequestDirectives {
     /// its `Pragma: no-cache` (RFC 9111 §5.4; RFC 9111 deprecates `Pragma`
     /// but HTTP/1.0 clients still send it, and RFC 7234 §5.4 had caches
     /// honour it).
-    ///
-    /// ```
-    /// use http::{HeaderMap, HeaderValue, header::PRAGMA};
-    /// use strata_core::rfc9111::RequestDirectives;
-    ///
-    /// let mut headers = HeaderMap::new();
-    /// headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
-    /// assert!(RequestDirectives::from_headers(&headers).no_cache);
-    /// ```
-    pub fn from_headers(headers: &HeaderMap) -> Self {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
         if !headers.contains_key(CACHE_CONTROL) {
             let no_cache = headers.get_all(PRAGMA).iter().any(|line| {
                 Lexer::new(line.as_bytes()).any(|raw| raw.name.eq_ignore_ascii_case(b"no-cache"))
@@ -273,7 +251,7 @@ impl RequestDirectives {
     }
 
     /// Reads the directives of these `Cache-Control` field lines, in order.
-    pub fn parse<'a>(lines: impl IntoIterator<Item = &'a HeaderValue>) -> Self {
+    pub(crate) fn parse<'a>(lines: impl IntoIterator<Item = &'a HeaderValue>) -> Self {
         let mut directives = Self::default();
         for line in lines {
             for raw in Lexer::new(line.as_bytes()) {
@@ -573,17 +551,11 @@ impl<'a> Iterator for Lexer<'a> {
     }
 }
 
-/// `Strata-Cache-Control`: directives for strata alone, which the layer
-/// obeys before any other and strips from what it sends downstream.
-pub const STRATA_CACHE_CONTROL: HeaderName = HeaderName::from_static("strata-cache-control");
-
-/// `CDN-Cache-Control` (RFC 9213 §3): directives for CDN caches, obeyed
-/// only when the layer is configured to act as one.
-pub const CDN_CACHE_CONTROL: HeaderName = HeaderName::from_static("cdn-cache-control");
+pub(crate) use crate::fields::{CDN_CACHE_CONTROL, STRATA_CACHE_CONTROL};
 
 /// The field a response's directives were taken from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum DirectiveSource {
+pub(crate) enum DirectiveSource {
     /// `Cache-Control` (RFC 9111 §5.2), with `Expires` (§5.3); also when
     /// the response has no directives at all.
     #[default]
@@ -596,7 +568,7 @@ pub enum DirectiveSource {
 
 impl DirectiveSource {
     /// The name of the field.
-    pub fn header_name(self) -> HeaderName {
+    pub(crate) fn header_name(self) -> HeaderName {
         match self {
             Self::CacheControl => CACHE_CONTROL,
             Self::Cdn => CDN_CACHE_CONTROL,
@@ -606,7 +578,7 @@ impl DirectiveSource {
 
     /// Whether it is a targeted field, which makes the cache ignore
     /// `Cache-Control` and `Expires` (RFC 9213 §2.1).
-    pub fn is_targeted(self) -> bool {
+    pub(crate) fn is_targeted(self) -> bool {
         !matches!(self, Self::CacheControl)
     }
 }

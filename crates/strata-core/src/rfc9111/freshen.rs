@@ -4,7 +4,7 @@
 use http::header::{CONTENT_LENGTH, ETAG, LAST_MODIFIED};
 use http::{HeaderMap, HeaderValue};
 
-use super::storable::is_hop_by_hop;
+use crate::fields::is_hop_by_hop;
 
 /// Whether a 304 received for a revalidation refers to the stored response
 /// it revalidated (RFC 9111 §4.3.4):
@@ -20,7 +20,7 @@ use super::storable::is_hop_by_hop;
 ///
 /// When this is `false` the 304 must not update the stored response; the
 /// caller should repeat the request without conditions.
-pub fn not_modified_selects(stored: &HeaderMap, not_modified: &HeaderMap) -> bool {
+pub(crate) fn not_modified_selects(stored: &HeaderMap, not_modified: &HeaderMap) -> bool {
     if let Some(new) = not_modified.get(ETAG) {
         let Some(old) = stored.get(ETAG) else {
             return false;
@@ -59,22 +59,7 @@ fn split_etag(value: &HeaderValue) -> (bool, &[u8]) {
 /// ([`strip_unstorable_fields`](super::strip_unstorable_fields)), and
 /// restart the age calculation from the revalidation's times and the 304's
 /// `Date` and `Age` ([`ResponseTiming`](super::ResponseTiming)).
-///
-/// ```
-/// use http::{HeaderMap, HeaderValue};
-/// use strata_core::rfc9111::freshen_headers;
-///
-/// let mut stored = HeaderMap::new();
-/// stored.insert("cache-control", HeaderValue::from_static("max-age=10"));
-/// stored.insert("content-length", HeaderValue::from_static("512"));
-/// let mut not_modified = HeaderMap::new();
-/// not_modified.insert("cache-control", HeaderValue::from_static("max-age=600"));
-/// not_modified.insert("content-length", HeaderValue::from_static("0"));
-/// let updated = freshen_headers(&stored, &not_modified);
-/// assert_eq!(updated["cache-control"], "max-age=600");
-/// assert_eq!(updated["content-length"], "512");
-/// ```
-pub fn freshen_headers(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMap {
+pub(crate) fn freshen_headers(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMap {
     let mut updated = stored.clone();
     for name in not_modified.keys() {
         if name == CONTENT_LENGTH || is_hop_by_hop(name, not_modified) {

@@ -12,16 +12,16 @@ use crate::conditional::parse_http_date;
 /// The default upper bound of a heuristic freshness lifetime: one day.
 /// RFC 9111 §4.2.2 sets no bound; one day is what RFC 7234 §4.2.2 still
 /// mentioned (a warning past 24 hours) and what common caches use.
-pub const DEFAULT_HEURISTIC_CAP: Duration = Duration::from_secs(24 * 60 * 60);
+pub(crate) const DEFAULT_HEURISTIC_CAP: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The fraction of the time since `Last-Modified` that a heuristic lifetime
 /// is, in percent ("a typical setting of this fraction might be 10%", RFC
 /// 9111 §4.2.2).
-pub const HEURISTIC_PERCENT: u32 = 10;
+pub(crate) const HEURISTIC_PERCENT: u32 = 10;
 
 /// Where a freshness lifetime came from (RFC 9111 §4.2.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LifetimeSource {
+pub(crate) enum LifetimeSource {
     /// `s-maxage` (§5.2.2.10).
     SharedMaxAge,
     /// `max-age` (§5.2.2.1).
@@ -38,11 +38,11 @@ pub enum LifetimeSource {
 
 /// A response's freshness lifetime and where it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Lifetime {
+pub(crate) struct Lifetime {
     /// How long after its generation the response is fresh.
-    pub duration: Duration,
+    pub(crate) duration: Duration,
     /// Which rule gave it.
-    pub source: LifetimeSource,
+    pub(crate) source: LifetimeSource,
 }
 
 impl Lifetime {
@@ -66,20 +66,7 @@ impl Lifetime {
 ///   `public` response with a `Last-Modified`: [`HEURISTIC_PERCENT`] of
 ///   `Date` − `Last-Modified`, at most `heuristic_cap` (for example
 ///   [`DEFAULT_HEURISTIC_CAP`]).
-///
-/// ```
-/// use std::time::{Duration, SystemTime};
-/// use http::{HeaderMap, HeaderValue, StatusCode};
-/// use strata_core::rfc9111::{DEFAULT_HEURISTIC_CAP, LifetimeSource, ResponseDirectives, freshness_lifetime};
-///
-/// let mut headers = HeaderMap::new();
-/// headers.insert("cache-control", HeaderValue::from_static("max-age=60, s-maxage=300"));
-/// let cc = ResponseDirectives::from_cache_control(&headers);
-/// let lifetime = freshness_lifetime(StatusCode::OK, &headers, &cc, SystemTime::now(), DEFAULT_HEURISTIC_CAP);
-/// assert_eq!(lifetime.duration, Duration::from_secs(300));
-/// assert_eq!(lifetime.source, LifetimeSource::SharedMaxAge);
-/// ```
-pub fn freshness_lifetime(
+pub(crate) fn freshness_lifetime(
     status: StatusCode,
     headers: &HeaderMap,
     directives: &ResponseDirectives,
@@ -129,7 +116,11 @@ fn expires_lifetime(headers: &HeaderMap, date: SystemTime) -> Lifetime {
 /// The heuristic freshness lifetime (RFC 9111 §4.2.2): [`HEURISTIC_PERCENT`]
 /// of the time between `last_modified` and `date`, at most `cap`; zero when
 /// `last_modified` is not before `date`.
-pub fn heuristic_lifetime(date: SystemTime, last_modified: SystemTime, cap: Duration) -> Duration {
+pub(crate) fn heuristic_lifetime(
+    date: SystemTime,
+    last_modified: SystemTime,
+    cap: Duration,
+) -> Duration {
     let since = date.duration_since(last_modified).unwrap_or_default();
     (since / 100 * HEURISTIC_PERCENT).min(cap)
 }

@@ -7,7 +7,7 @@ use http::{HeaderMap, Method, StatusCode, Uri};
 /// An origin: scheme, host and port (RFC 9110 §4.3.1). Hosts compare
 /// case-insensitively; a missing port is the scheme's default.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Origin {
+pub(crate) struct Origin {
     scheme: Scheme,
     host: String,
     port: u16,
@@ -16,7 +16,7 @@ pub struct Origin {
 impl Origin {
     /// The origin of `scheme://authority`, or `None` when the scheme has no
     /// default port (only `http` and `https` do) and none is given.
-    pub fn new(scheme: Scheme, authority: &Authority) -> Option<Self> {
+    pub(crate) fn new(scheme: Scheme, authority: &Authority) -> Option<Self> {
         let port = match authority.port_u16() {
             Some(port) => port,
             None if scheme == Scheme::HTTP => 80,
@@ -31,14 +31,18 @@ impl Origin {
     }
 
     /// The origin of an absolute URI.
-    pub fn of_uri(uri: &Uri) -> Option<Self> {
+    pub(crate) fn of_uri(uri: &Uri) -> Option<Self> {
         Self::new(uri.scheme()?.clone(), uri.authority()?)
     }
 
     /// The origin a request was sent to: its URI's, if absolute, else
     /// `default_scheme` with its `Host` field (a server sees origin-form
     /// targets, RFC 9112 §3.2.1, and the scheme from its own listener).
-    pub fn of_request(uri: &Uri, headers: &HeaderMap, default_scheme: Scheme) -> Option<Self> {
+    pub(crate) fn of_request(
+        uri: &Uri,
+        headers: &HeaderMap,
+        default_scheme: Scheme,
+    ) -> Option<Self> {
         if let Some(origin) = Self::of_uri(uri) {
             return Some(origin);
         }
@@ -51,7 +55,7 @@ impl Origin {
 /// Whether `method` is safe (RFC 9110 §9.2.1): GET, HEAD, OPTIONS, TRACE.
 /// Every other method, known or not, is unsafe for invalidation (RFC 9111
 /// §4.4: "including methods whose safety is unknown").
-pub fn is_safe(method: &Method) -> bool {
+pub(crate) fn is_safe(method: &Method) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
@@ -66,22 +70,7 @@ pub fn is_safe(method: &Method) -> bool {
 /// origin equals `origin`, so with `origin` unknown only relative ones do
 /// (a cross-origin invalidation could be used for denial of service).
 /// Fragments are dropped, duplicates listed once.
-///
-/// ```
-/// use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, uri::Scheme};
-/// use strata_core::rfc9111::{Origin, invalidation_targets};
-///
-/// let target: Uri = "/api/items/".parse().unwrap();
-/// let mut request = HeaderMap::new();
-/// request.insert("host", HeaderValue::from_static("example.com"));
-/// let origin = Origin::of_request(&target, &request, Scheme::HTTP);
-/// let mut response = HeaderMap::new();
-/// response.insert("location", HeaderValue::from_static("42?full=1"));
-/// response.insert("content-location", HeaderValue::from_static("https://example.com/x"));
-/// let targets = invalidation_targets(&Method::POST, StatusCode::CREATED, &target, origin.as_ref(), &response);
-/// assert_eq!(targets, ["/api/items/", "/api/items/42?full=1"]);
-/// ```
-pub fn invalidation_targets(
+pub(crate) fn invalidation_targets(
     method: &Method,
     status: StatusCode,
     target: &Uri,

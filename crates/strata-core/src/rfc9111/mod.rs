@@ -70,31 +70,37 @@ mod tags;
 mod targeted;
 mod vary;
 
-pub use age::{
-    ResponseTiming, apparent_age, corrected_age_value, corrected_initial_age, current_age,
-    parse_age,
+pub(crate) use age::ResponseTiming;
+pub(crate) use directives::{
+    CDN_CACHE_CONTROL, RequestDirectives, ResponseDirectives, STRATA_CACHE_CONTROL,
 };
-pub use directives::{
-    CDN_CACHE_CONTROL, DELTA_SECONDS_MAX, DirectiveSource, FieldScope, MaxStale, RequestDirectives,
-    ResponseDirectives, STRATA_CACHE_CONTROL,
+pub(crate) use freshen::{freshen_headers, not_modified_selects};
+pub(crate) use freshness::{DEFAULT_HEURISTIC_CAP, freshness_lifetime};
+pub(crate) use invalidate::{Origin, invalidation_targets};
+pub(crate) use serve::{Serve, Stored, is_error_for_stale, serve};
+pub(crate) use storable::{
+    HEURISTICALLY_CACHEABLE, NotStorable, storable, strip_unstorable_fields,
 };
-pub use freshen::{freshen_headers, not_modified_selects};
-pub use freshness::{
-    DEFAULT_HEURISTIC_CAP, HEURISTIC_PERCENT, Lifetime, LifetimeSource, freshness_lifetime,
-    heuristic_lifetime,
-};
-pub use invalidate::{Origin, invalidation_targets, is_safe};
-pub use serve::{Serve, Stored, is_error_for_stale, serve};
-pub use storable::{
-    HEURISTICALLY_CACHEABLE, HOP_BY_HOP, NotStorable, is_heuristically_cacheable, is_hop_by_hop,
-    is_understood_status, storable, strip_unstorable_fields,
-};
-pub use tags::{
-    CACHE_TAG, MAX_SURROGATE_KEY_LEN, MAX_SURROGATE_KEYS, SURROGATE_KEY, SurrogateKeyError,
-    surrogate_keys,
-};
-pub use targeted::{response_directives, targeted_directives};
-pub use vary::{Vary, secondary_key, variant_matches, write_secondary_key};
+pub(crate) use tags::{SURROGATE_KEY, surrogate_keys};
+pub(crate) use targeted::response_directives;
+pub(crate) use vary::{Vary, write_secondary_key};
+
+// What only the rules' own tests and fuzzing call.
+#[cfg(test)]
+pub(crate) use age::parse_age;
+#[cfg(test)]
+pub(crate) use directives::{DELTA_SECONDS_MAX, DirectiveSource, FieldScope};
+#[cfg(test)]
+pub(crate) use freshness::LifetimeSource;
+#[cfg(test)]
+pub(crate) use tags::CACHE_TAG;
+#[cfg(test)]
+pub(crate) use vary::{secondary_key, variant_matches};
+
+/// A header map of `fields`, in order, repeated names appended: what the
+/// rule tests build their messages from.
+#[cfg(test)]
+mod examples;
 
 /// A header map of `fields`, in order, repeated names appended: what the
 /// rule tests build their messages from.

@@ -9,7 +9,7 @@ use super::directives::{RequestDirectives, ResponseDirectives};
 
 /// What to do with a request, given what is stored for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Serve {
+pub(crate) enum Serve {
     /// Serve the stored response: it is fresh enough for the request.
     Fresh,
     /// Serve the stored response although it is stale: the client accepts
@@ -37,14 +37,14 @@ pub enum Serve {
 /// What [`serve`] needs to know of a stored response that matched the
 /// request (same method and target, and its `Vary` matched, §4.1).
 #[derive(Debug, Clone, Copy)]
-pub struct Stored<'a> {
+pub(crate) struct Stored<'a> {
     /// Its directives (see [`response_directives`](super::response_directives)).
-    pub directives: &'a ResponseDirectives,
+    pub(crate) directives: &'a ResponseDirectives,
     /// Its freshness lifetime (see [`freshness_lifetime`](super::freshness_lifetime)).
-    pub lifetime: Duration,
+    pub(crate) lifetime: Duration,
     /// Its current age at the time of the request (see
     /// [`ResponseTiming::current_age`](super::ResponseTiming::current_age)).
-    pub current_age: Duration,
+    pub(crate) current_age: Duration,
 }
 
 /// Decides how to answer a request with these directives from `stored`, the
@@ -80,7 +80,11 @@ pub struct Stored<'a> {
 ///   response. The request's own `stale-if-error` still applies.
 /// - Windows are inclusive: staleness equal to the window is accepted.
 /// - `immutable` (RFC 8246) does not change a shared cache's decision.
-pub fn serve(request: &RequestDirectives, stored: Option<&Stored<'_>>, now: SystemTime) -> Serve {
+pub(crate) fn serve(
+    request: &RequestDirectives,
+    stored: Option<&Stored<'_>>,
+    now: SystemTime,
+) -> Serve {
     let Some(stored) = stored else {
         return if request.only_if_cached {
             Serve::GatewayTimeout
@@ -162,7 +166,7 @@ fn stale_if_error_until(
 /// place under `stale-if-error`: 500, 502, 503 or 504 (RFC 5861 §4). An
 /// origin that cannot be reached at all counts too; that is the caller's
 /// to see.
-pub fn is_error_for_stale(status: StatusCode) -> bool {
+pub(crate) fn is_error_for_stale(status: StatusCode) -> bool {
     matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }
 

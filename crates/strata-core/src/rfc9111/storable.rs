@@ -2,18 +2,19 @@
 
 use std::fmt;
 
-use http::header::{AUTHORIZATION, CONNECTION, EXPIRES};
-use http::{HeaderMap, HeaderName, Method, StatusCode};
+use http::header::{AUTHORIZATION, EXPIRES};
+use http::{HeaderMap, Method, StatusCode};
 
 use super::directives::{FieldScope, RequestDirectives, ResponseDirectives};
 use super::vary::Vary;
+use crate::fields::remove_hop_by_hop;
 
 /// The status codes defined as heuristically cacheable (RFC 9110 §15.1):
 /// their responses may be stored without explicit freshness information,
 /// and given a heuristic lifetime (RFC 9111 §4.2.2). 206 is one of them in
 /// the RFC, but strata does not store partial content (see
 /// [`NotStorable::PartialContent`]).
-pub const HEURISTICALLY_CACHEABLE: [StatusCode; 11] = [
+pub(crate) const HEURISTICALLY_CACHEABLE: [StatusCode; 11] = [
     StatusCode::OK,
     StatusCode::NON_AUTHORITATIVE_INFORMATION,
     StatusCode::NO_CONTENT,
@@ -29,7 +30,7 @@ pub const HEURISTICALLY_CACHEABLE: [StatusCode; 11] = [
 
 /// Whether `status` is heuristically cacheable (RFC 9110 §15.1), among the
 /// statuses strata stores: [`HEURISTICALLY_CACHEABLE`].
-pub fn is_heuristically_cacheable(status: StatusCode) -> bool {
+pub(crate) fn is_heuristically_cacheable(status: StatusCode) -> bool {
     HEURISTICALLY_CACHEABLE.contains(&status)
 }
 
@@ -39,7 +40,7 @@ pub fn is_heuristically_cacheable(status: StatusCode) -> bool {
 /// response, §4.3.4, and is never stored itself). A recipient must not
 /// cache a response with a status code it does not recognise (RFC 9110
 /// §15), with or without `must-understand`.
-pub fn is_understood_status(status: StatusCode) -> bool {
+pub(crate) fn is_understood_status(status: StatusCode) -> bool {
     matches!(
         status.as_u16(),
         200..=205 | 300..=303 | 305 | 307 | 308 | 400..=417 | 421 | 422 | 426 | 500..=505
@@ -50,7 +51,7 @@ pub fn is_understood_status(status: StatusCode) -> bool {
 /// `Cache-Status: ...; detail=` (RFC 9211 §2.8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum NotStorable {
+pub(crate) enum NotStorable {
     /// The request method is not GET or HEAD, the only ones whose responses
     /// strata stores (RFC 9111 §3: "the request method is understood by the
     /// cache").
@@ -84,7 +85,7 @@ pub enum NotStorable {
 
 impl NotStorable {
     /// A short token for `Cache-Status` `detail=` and logs.
-    pub fn detail(self) -> &'static str {
+    pub(crate) fn detail(self) -> &'static str {
         match self {
             Self::Method => "method",
             Self::Status => "status",
@@ -115,24 +116,7 @@ impl fmt::Display for NotStorable {
 /// `no-cache` does not prevent storing (the response is then revalidated
 /// before every reuse), and qualified `private` only keeps its fields out
 /// (see [`strip_unstorable_fields`]).
-///
-/// ```
-/// use http::{HeaderMap, HeaderValue, Method, StatusCode};
-/// use strata_core::rfc9111::{NotStorable, RequestDirectives, ResponseDirectives, storable};
-///
-/// let mut response = HeaderMap::new();
-/// response.insert("cache-control", HeaderValue::from_static("private, max-age=60"));
-/// let verdict = storable(
-///     &Method::GET,
-///     &HeaderMap::new(),
-///     &RequestDirectives::default(),
-///     StatusCode::OK,
-///     &response,
-///     &ResponseDirectives::from_cache_control(&response),
-/// );
-/// assert_eq!(verdict, Err(NotStorable::Private));
-/// ```
-pub fn storable(
+pub(crate) fn storable(
     method: &Method,
     request_headers: &HeaderMap,
     request: &RequestDirectives,
@@ -181,30 +165,6 @@ pub fn storable(
     Ok(())
 }
 
-/// The hop-by-hop fields (RFC 9110 §7.6.1), which a cache does not store
-/// (RFC 9111 §3.1) and a 304 does not update (§3.2).
-pub const HOP_BY_HOP: [HeaderName; 6] = [
-    CONNECTION,
-    HeaderName::from_static("proxy-connection"),
-    HeaderName::from_static("keep-alive"),
-    http::header::TE,
-    http::header::TRANSFER_ENCODING,
-    http::header::UPGRADE,
-];
-
-/// Whether `name` must not be stored for a message with these headers: a
-/// hop-by-hop field or one named in its `Connection` field (RFC 9111 §3.1).
-pub fn is_hop_by_hop(name: &HeaderName, headers: &HeaderMap) -> bool {
-    HOP_BY_HOP.contains(name)
-        || headers.get_all(CONNECTION).iter().any(|line| {
-            line.as_bytes().split(|&b| b == b',').any(|option| {
-                option
-                    .trim_ascii()
-                    .eq_ignore_ascii_case(name.as_str().as_bytes())
-            })
-        })
-}
-
 /// Removes from a response about to be stored what a shared cache must
 /// not store (RFC 9111 §3.1, §5.2.2.7): the hop-by-hop fields, the fields
 /// named in `Connection`, and the fields a qualified `private` lists.
@@ -212,16 +172,8 @@ pub fn is_hop_by_hop(name: &HeaderName, headers: &HeaderMap) -> bool {
 /// The fields of a qualified `no-cache` are kept: strata treats that form
 /// as unqualified (always revalidate), which RFC 9111 §5.2.2.4 notes is
 /// what caches commonly do, so they are never sent unvalidated.
-pub fn strip_unstorable_fields(headers: &mut HeaderMap, directives: &ResponseDirectives) {
-    let listed: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .flat_map(|line| line.as_bytes().split(|&b| b == b','))
-        .filter_map(|option| HeaderName::from_bytes(option.trim_ascii()).ok())
-        .collect();
-    for name in HOP_BY_HOP.iter().chain(&listed) {
-        headers.remove(name);
-    }
+pub(crate) fn strip_unstorable_fields(headers: &mut HeaderMap, directives: &ResponseDirectives) {
+    remove_hop_by_hop(headers);
     if let Some(FieldScope::Only(names)) = &directives.private {
         for name in names {
             headers.remove(name);

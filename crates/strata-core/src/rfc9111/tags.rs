@@ -3,19 +3,15 @@
 //! reads it). Neither is an RFC; strata stores them as the entry's tags so
 //! that an invalidation by tag reaches what the origin labelled.
 
-use http::{HeaderMap, HeaderName};
+use http::HeaderMap;
 
-/// `Surrogate-Key`: tags separated by spaces.
-pub const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
-
-/// `Cache-Tag`: tags separated by commas.
-pub const CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
+pub(crate) use crate::fields::{CACHE_TAG, SURROGATE_KEY};
 
 /// The most tags one response may carry.
-pub const MAX_SURROGATE_KEYS: usize = 128;
+pub(crate) const MAX_SURROGATE_KEYS: usize = 128;
 
 /// The longest tag accepted, in bytes (Fastly's limit for one key).
-pub const MAX_SURROGATE_KEY_LEN: usize = 1024;
+pub(crate) const MAX_SURROGATE_KEY_LEN: usize = 1024;
 
 /// Why a response's tags cannot be stored as given.
 ///
@@ -23,7 +19,7 @@ pub const MAX_SURROGATE_KEY_LEN: usize = 1024;
 /// so the entry would outlive an invalidation its origin expects; the
 /// caller should not store such a response (or store it without sharing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
-pub enum SurrogateKeyError {
+pub(crate) enum SurrogateKeyError {
     /// More than [`MAX_SURROGATE_KEYS`] distinct tags.
     #[error("more than 128 surrogate keys")]
     TooMany,
@@ -39,17 +35,7 @@ pub enum SurrogateKeyError {
 /// `Surrogate-Key` line, then the comma-separated members of every
 /// `Cache-Tag` line, each trimmed, empty ones dropped, duplicates listed
 /// once in order of first appearance. Tags are case-sensitive.
-///
-/// ```
-/// use http::{HeaderMap, HeaderValue};
-/// use strata_core::rfc9111::surrogate_keys;
-///
-/// let mut headers = HeaderMap::new();
-/// headers.insert("surrogate-key", HeaderValue::from_static("materials  material:42"));
-/// headers.insert("cache-tag", HeaderValue::from_static("material:42, reports,"));
-/// assert_eq!(surrogate_keys(&headers).unwrap(), ["materials", "material:42", "reports"]);
-/// ```
-pub fn surrogate_keys(headers: &HeaderMap) -> Result<Vec<String>, SurrogateKeyError> {
+pub(crate) fn surrogate_keys(headers: &HeaderMap) -> Result<Vec<String>, SurrogateKeyError> {
     let mut keys: Vec<String> = Vec::new();
     let space_separated = headers
         .get_all(SURROGATE_KEY)
@@ -86,7 +72,7 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    fn keys(fields: &[(&HeaderName, &str)]) -> Result<Vec<String>, SurrogateKeyError> {
+    fn keys(fields: &[(&http::HeaderName, &str)]) -> Result<Vec<String>, SurrogateKeyError> {
         let mut headers = HeaderMap::new();
         for (name, value) in fields {
             headers.append(*name, HeaderValue::from_bytes(value.as_bytes()).unwrap());

@@ -22,20 +22,7 @@ use super::directives::{
 /// else of `Cache-Control`. A targeted field counts only when it is a
 /// valid, non-empty Structured Field Dictionary; [`ResponseDirectives::source`]
 /// says which field was used.
-///
-/// ```
-/// use http::{HeaderMap, HeaderValue};
-/// use strata_core::rfc9111::{CDN_CACHE_CONTROL, DirectiveSource, response_directives};
-///
-/// let mut headers = HeaderMap::new();
-/// headers.insert("cache-control", HeaderValue::from_static("no-store"));
-/// headers.insert(CDN_CACHE_CONTROL, HeaderValue::from_static("max-age=600"));
-/// let cdn = response_directives(&headers, true);
-/// assert_eq!((cdn.source, cdn.max_age, cdn.no_store), (DirectiveSource::Cdn, Some(600), false));
-/// let plain = response_directives(&headers, false);
-/// assert!(plain.no_store);
-/// ```
-pub fn response_directives(headers: &HeaderMap, honour_cdn: bool) -> ResponseDirectives {
+pub(crate) fn response_directives(headers: &HeaderMap, honour_cdn: bool) -> ResponseDirectives {
     if let Some(directives) = targeted_directives(headers, DirectiveSource::Strata) {
         return directives;
     }
@@ -55,7 +42,7 @@ pub fn response_directives(headers: &HeaderMap, honour_cdn: bool) -> ResponseDir
 /// (`max-age`, `s-maxage`: the response is stale) or is dropped (stale
 /// windows), as in `Cache-Control`. Field lists (`private`, `no-cache`) may
 /// be a String (`"a, b"`) or an Inner List of Tokens or Strings.
-pub fn targeted_directives(
+pub(crate) fn targeted_directives(
     headers: &HeaderMap,
     source: DirectiveSource,
 ) -> Option<ResponseDirectives> {

@@ -15,7 +15,7 @@ use http::{HeaderMap, HeaderName};
 
 /// A response's `Vary` (RFC 9110 §12.5.5).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Vary {
+pub(crate) enum Vary {
     /// The request fields that select the response: lowercase, sorted,
     /// without duplicates; empty when the response has no `Vary`.
     Fields(Vec<HeaderName>),
@@ -28,21 +28,7 @@ impl Vary {
     /// Reads every `Vary` field line of a response. A member that is not a
     /// valid field name is read as `*`: the response's variance is unknown,
     /// so it must not be served to any other request.
-    ///
-    /// ```
-    /// use http::{HeaderMap, HeaderName, HeaderValue};
-    /// use strata_core::rfc9111::Vary;
-    ///
-    /// let mut headers = HeaderMap::new();
-    /// headers.append("vary", HeaderValue::from_static("Accept-Encoding, accept"));
-    /// headers.append("vary", HeaderValue::from_static("Accept-Language"));
-    /// assert_eq!(Vary::from_headers(&headers).names(), [
-    ///     HeaderName::from_static("accept"),
-    ///     HeaderName::from_static("accept-encoding"),
-    ///     HeaderName::from_static("accept-language"),
-    /// ]);
-    /// ```
-    pub fn from_headers(headers: &HeaderMap) -> Self {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
         let mut names: Vec<HeaderName> = Vec::new();
         for line in headers.get_all(VARY) {
             for member in line.as_bytes().split(|&b| b == b',') {
@@ -62,12 +48,12 @@ impl Vary {
     }
 
     /// Whether it is `*`, which no request matches.
-    pub fn is_any(&self) -> bool {
+    pub(crate) fn is_any(&self) -> bool {
         matches!(self, Self::Any)
     }
 
     /// The field names; empty for `*`.
-    pub fn names(&self) -> &[HeaderName] {
+    pub(crate) fn names(&self) -> &[HeaderName] {
         match self {
             Self::Fields(names) => names,
             Self::Any => &[],
@@ -109,19 +95,8 @@ impl Vary {
 /// absent one, joined by `&`, in the order of [`Vary::names`]. Bytes other
 /// than visible ASCII, and `%` and `&`, are written as `%XX`, so the string
 /// is unambiguous and printable. An empty `Vary` gives the empty string.
-///
-/// ```
-/// use http::{HeaderMap, HeaderValue};
-/// use strata_core::rfc9111::{Vary, secondary_key};
-///
-/// let mut response = HeaderMap::new();
-/// response.insert("vary", HeaderValue::from_static("accept-encoding, accept-language"));
-/// let vary = Vary::from_headers(&response);
-/// let mut request = HeaderMap::new();
-/// request.insert("accept-encoding", HeaderValue::from_static("GZIP, br;q=0.5"));
-/// assert_eq!(secondary_key(&vary, &request).unwrap(), "accept-encoding=br;q=0.5,gzip&accept-language");
-/// ```
-pub fn secondary_key(vary: &Vary, request: &HeaderMap) -> Option<String> {
+#[cfg(test)]
+pub(crate) fn secondary_key(vary: &Vary, request: &HeaderMap) -> Option<String> {
     let Vary::Fields(names) = vary else {
         return None;
     };
@@ -132,7 +107,7 @@ pub fn secondary_key(vary: &Vary, request: &HeaderMap) -> Option<String> {
 
 /// Appends the [`secondary_key`] of a request for these field names to
 /// `key` (the cache's variant keys are built this way).
-pub fn write_secondary_key(key: &mut String, names: &[HeaderName], request: &HeaderMap) {
+pub(crate) fn write_secondary_key(key: &mut String, names: &[HeaderName], request: &HeaderMap) {
     for (index, name) in names.iter().enumerate() {
         if index > 0 {
             key.push('&');
@@ -172,7 +147,12 @@ pub fn write_secondary_key(key: &mut String, names: &[HeaderName], request: &Hea
 /// Whether a request with headers `request` may be served the stored
 /// response selected by a request with headers `stored_request`, as far as
 /// `vary` goes (RFC 9111 §4.1).
-pub fn variant_matches(vary: &Vary, stored_request: &HeaderMap, request: &HeaderMap) -> bool {
+#[cfg(test)]
+pub(crate) fn variant_matches(
+    vary: &Vary,
+    stored_request: &HeaderMap,
+    request: &HeaderMap,
+) -> bool {
     match (
         secondary_key(vary, stored_request),
         secondary_key(vary, request),

@@ -1,7 +1,8 @@
 //! Whether a response may be stored, the reason when not, and the fields stripped first.
 
 use super::*;
-use http::HeaderValue;
+use crate::fields::is_hop_by_hop;
+use http::{HeaderName, HeaderValue};
 
 struct Case {
     method: Method,
