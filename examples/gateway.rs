@@ -16,8 +16,9 @@
 //! write drops its URL and the same-origin `Location` and
 //! `Content-Location` URLs. Clients' request directives are obeyed
 //! (`no-cache`, `max-age`, `min-fresh`, `max-stale`, `only-if-cached`,
-//! `no-store`). Not yet: revalidating a stale entry upstream with its
-//! validators, `no-cache` responses (passed through, not stored).
+//! `no-store`). A stale entry with validators is revalidated upstream
+//! with them, and a 304 refreshes it; `no-cache` responses with
+//! validators are stored and revalidated before every use.
 //!
 //! # Environment
 //!

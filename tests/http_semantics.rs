@@ -391,7 +391,11 @@ async fn config_from_lookup_puts_cache_env_into_the_key_prefix() {
     })
     .unwrap();
     assert_eq!(config.key_prefix(), "strata:staging:");
-    assert_eq!(config.ttl.get("materials_list"), Duration::from_secs(300), "no such profile: default");
+    assert_eq!(
+        config.ttl.get("materials_list"),
+        Duration::from_secs(300),
+        "no such profile: default"
+    );
 
     let cache = config.builder().build();
     let handle = cache.handle();

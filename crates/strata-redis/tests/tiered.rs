@@ -428,6 +428,14 @@ async fn losing_the_bus_flushes_memory_and_regaining_it_uses_memory_again() {
     // A put while untrusted does not fill memory.
     assert!(b.put(Arc::new(stored.clone())).await.is_err());
     assert!(b.memory().get_entry(&stored.key).is_none());
+    // Nor does memory answer for what reached it another way meanwhile:
+    // it may have missed invalidations.
+    b.memory().put_entry(Arc::new(stored.clone()));
+    assert!(
+        b.get_local(&stored.key).is_none(),
+        "untrusted memory answers"
+    );
+    assert!(b.get(&stored.key).await.is_err(), "only Redis may answer");
     let health = b.health().await;
     assert_eq!(
         health.iter().map(|h| (h.layer, h.ok)).collect::<Vec<_>>(),

@@ -180,7 +180,7 @@ pub(crate) fn decide(input: &Input<'_>) -> Result<Plan, NotStored> {
 /// The request headers that select a variant: the policy's, and those the
 /// response's own `Vary` names, sorted and without repeats.
 pub(crate) fn vary_of(policy: &CachePolicy, response_headers: &HeaderMap) -> Vec<HeaderName> {
-    let mut vary: Vec<HeaderName> = policy.vary_headers().to_vec();
+    let mut vary: Vec<HeaderName> = policy.vary_list().to_vec();
     vary.extend_from_slice(Vary::from_headers(response_headers).names());
     vary.sort_by(|a, b| a.as_str().cmp(b.as_str()));
     vary.dedup();

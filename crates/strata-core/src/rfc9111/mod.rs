@@ -2,11 +2,13 @@
 //! (HTTP Caching), RFC 5861 (`stale-while-revalidate`, `stale-if-error`),
 //! RFC 9213 (targeted cache-control fields) and RFC 8246 (`immutable`).
 //!
-//! This is the logic of the layer's origin-header mode, where a route
-//! declares no [`CachePolicy`](crate::CachePolicy) and the origin's headers
-//! decide. Every function here is pure: it reads `http` types and times
-//! passed in (never the clock), and returns a decision. The layer does the
-//! I/O.
+//! These rules decide for [`CachePolicy::origin`](crate::CachePolicy::origin),
+//! where the origin's headers say whether and how long a response is
+//! stored (`admit/origin.rs`), and for every stored response, route
+//! policies included, whether it may serve, fresh or stale
+//! (`service/lookup.rs` asks [`serve`]). Every function here is pure: it
+//! reads `http` types and times passed in (never the clock), and returns a
+//! decision. The layer does the I/O. Internal: not part of the public API.
 //!
 //! | Step | RFC | Here |
 //! |---|---|---|

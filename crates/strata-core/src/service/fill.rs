@@ -132,7 +132,7 @@ where
     }
     let last_modified = add_validators(&mut headers, &body, head_parts.status, origin, now);
     let listed = Vary::from_headers(&headers);
-    for name in policy.vary_headers() {
+    for name in policy.vary_list() {
         if !listed.names().contains(name) {
             headers.append(VARY, HeaderValue::from_name(name.clone()));
         }

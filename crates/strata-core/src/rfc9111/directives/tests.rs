@@ -1,5 +1,9 @@
 //! Parsing cache directives: every name, quoting, field lists, duplicates, bad values, Pragma.
 
+use http::header::{CACHE_CONTROL, PRAGMA};
+use http::{HeaderMap, HeaderValue};
+
+use super::request::MaxStale;
 use super::*;
 
 fn response(lines: &[&'static str]) -> ResponseDirectives {

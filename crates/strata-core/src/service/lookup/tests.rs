@@ -159,6 +159,31 @@ fn what_a_stored_response_means_at_its_age() {
 }
 
 #[test]
+fn malformed_windows_grant_nothing_and_huge_ones_saturate() {
+    let cases: &[(&str, &'static str, &str)] = &[
+        (
+            "negative and not a number",
+            "max-age=10, stale-while-revalidate=-5, stale-if-error=soon",
+            "miss Stale +stale",
+        ),
+        (
+            "no value",
+            "max-age=10, stale-while-revalidate",
+            "miss Stale +stale",
+        ),
+        (
+            "too large: saturates, bounded by what is kept",
+            "max-age=10, stale-if-error=99999999999999999999999",
+            "miss Stale +stale +if-error",
+        ),
+    ];
+    for (what, cache_control, expect) in cases {
+        let entry = response(15, 10, 60, cache_control);
+        assert_eq!(look(Some(entry), &[], None), *expect, "{what}");
+    }
+}
+
+#[test]
 fn what_the_clients_directives_change() {
     let swr = "public, max-age=10, stale-while-revalidate=30";
     let cases: &[(&str, Arc<Entry>, &[&str], &str)] = &[
