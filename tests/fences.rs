@@ -421,3 +421,40 @@ async fn a_remote_invalidation_fences_only_what_it_names() {
         }
     }
 }
+
+/// Requests that joined a fill before an invalidation named it were
+/// concurrent with that invalidation: the fill's answer serves them (it is
+/// not stored), without a second trip to the handler each. The first
+/// request after the invalidation gets the new data.
+#[tokio::test]
+async fn waiters_that_joined_before_a_related_invalidation_take_the_unstored_answer() {
+    let at = memory_fixture().await;
+    let leader = start_fill(&at, "/slow", None).await;
+    let mut waiters = Vec::new();
+    for _ in 0..5 {
+        let client = at.server.client.clone();
+        let url = at.server.url("/slow");
+        waiters.push(tokio::spawn(async move {
+            let response = client.get(url).send().await.unwrap();
+            let status = header(&response, "cache-status");
+            (status, response.text().await.unwrap())
+        }));
+    }
+    // Let them reach the flight, then change the data and invalidate it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    at.db.store(2, Ordering::SeqCst);
+    at.handle.invalidate_tag("slow").await.unwrap();
+    at.gate.release(10);
+    let (status, body) = finish(leader).await;
+    assert_eq!(body, "v1 for anyone");
+    assert_eq!(status, "strata; fwd=uri-miss", "not stored");
+    for waiter in waiters {
+        let (status, body) = finish(waiter).await;
+        assert_eq!(body, "v1 for anyone", "{status}");
+        assert_eq!(status, "strata; fwd=uri-miss; collapsed");
+    }
+    assert_eq!(at.calls.count(), 1, "one handler call for the six");
+    let (status, body) = fetch(&at.server, "/slow", None).await;
+    assert_eq!(body, "v2 for anyone", "{status}");
+    assert_eq!(at.calls.count(), 2);
+}

@@ -241,6 +241,24 @@ impl Fences {
         self.lock().named_since(start, what)
     }
 
+    /// Whether an invalidation after `after` and at or before `upto` names
+    /// `what`: for a waiter that looked at `upto` and is offered what a
+    /// leader fetched from `after`. Invalidations after `upto` were
+    /// concurrent with the waiter's request and do not count. Read from the
+    /// log; a range older than what was trimmed counts as named.
+    pub(crate) fn named_between(&self, after: u64, upto: u64, what: Names<'_>) -> bool {
+        let state = self.lock();
+        if after < state.trimmed {
+            return true;
+        }
+        let from = state.log.partition_point(|(seq, _)| *seq <= after);
+        state
+            .log
+            .range(from..)
+            .take_while(|(seq, _)| *seq <= upto)
+            .any(|(_, invalidation)| names(invalidation, what))
+    }
+
     /// Whether an invalidation after `start` names what a flight fetches:
     /// `what` (whose tags are not known yet) or the tags its URL path was
     /// last stored with. A flight this is true of is not joined, so
@@ -302,6 +320,13 @@ impl Fences {
     #[cfg(test)]
     fn logged(&self) -> usize {
         self.lock().log.len()
+    }
+}
+
+impl Ticket {
+    /// Where the ticket started.
+    pub(crate) fn seq(&self) -> u64 {
+        self.start
     }
 }
 

@@ -49,6 +49,9 @@ pub type InvalidationHook = Arc<dyn Fn(&Invalidation) + Send + Sync>;
 pub(crate) struct Filled {
     pub(crate) entry: Arc<Entry>,
     pub(crate) rule: Option<VariantRule>,
+    /// Where the leader's fence ticket started: what it fetched may be
+    /// older than any invalidation since.
+    pub(crate) start: u64,
 }
 
 /// What a flight leader publishes to its waiters.
@@ -59,8 +62,10 @@ pub(crate) enum Outcome {
     /// The response may not answer anyone else: each asks for itself.
     Unshareable,
     /// An invalidation named what the leader fetched while it was on its
-    /// way: look again (one of them leads a new flight).
-    Fenced,
+    /// way, so it was not stored. A waiter that joined before that
+    /// invalidation may still take it (its request was concurrent with
+    /// the invalidation); one that joined after looks again.
+    Fenced(Arc<Filled>),
 }
 
 /// How a write through [`Shared::put_all`] went.

@@ -153,3 +153,25 @@ fn a_ticket_older_than_the_log_is_fenced_by_anything() {
     let late = fences.ticket(start);
     assert!(fences.admit(&late, &[detail()]).is_none());
 }
+
+#[test]
+fn named_between_counts_only_invalidations_in_the_range() {
+    let fences = Arc::new(Fences::default());
+    let leader = fences.start().seq();
+    fences.fence(&Invalidation::Tag("m:7".into()));
+    let after_first = fences.start().seq();
+    fences.fence(&Invalidation::Tag("other".into()));
+    let waiter = fences.start().seq();
+    fences.fence(&Invalidation::Tag("m:7".into()));
+    let entry = detail();
+    let what = Names::of(&entry);
+    assert!(
+        fences.named_between(leader, waiter, what),
+        "the first names it"
+    );
+    assert!(
+        !fences.named_between(after_first, waiter, what),
+        "only `other` in between; the last came after the waiter looked"
+    );
+    assert!(fences.named_between(after_first, fences.start().seq(), what));
+}

@@ -198,10 +198,15 @@ where
     };
     // Not zero when an upstream said how old its response already was.
     let response = answer.entry(&entry, entry.age(now), served);
+    let filled = Arc::new(Filled {
+        entry,
+        rule,
+        start: ctx.ticket.seq(),
+    });
     let outcome = match written {
-        Written::Fenced => Outcome::Fenced,
+        Written::Fenced => Outcome::Fenced(filled),
         // Stored, or the store failed: the answer is right either way.
-        Written::Stored | Written::Failed => Outcome::Filled(Arc::new(Filled { entry, rule })),
+        Written::Stored | Written::Failed => Outcome::Filled(filled),
     };
     (with_cookies(response, cookies), outcome)
 }

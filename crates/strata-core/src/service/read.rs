@@ -170,8 +170,13 @@ where
                 break Settled::fill(start, fwd, Some(leader), stale, if_error);
             }
             Join::Waiter(waiter) => match waiter.wait().await {
-                Some(Outcome::Filled(filled))
-                    if serves(&shared, &filled, &primary, &parts, &mut user) =>
+                Some(Outcome::Filled(filled) | Outcome::Fenced(filled))
+                    if serves(&shared, &filled, &primary, &parts, &mut user)
+                        && !shared.fences.named_between(
+                            filled.start,
+                            start.seq(),
+                            Names::of(&filled.entry),
+                        ) =>
                 {
                     bump(&shared.stats.coalesced);
                     bump(&shared.stats.hits);
@@ -185,10 +190,10 @@ where
                     record_decision("miss", "service");
                     break Settled::fill(start, fwd, None, stale, if_error);
                 }
-                // Stored for another variant, fenced by an invalidation, or
-                // the leader went away: look again (with the rule now
-                // known), perhaps lead.
-                Some(Outcome::Filled(_) | Outcome::Fenced) | None => {}
+                // Stored for another variant, fenced by an invalidation
+                // since this request looked, or the leader went away: look
+                // again (with the rule now known), perhaps lead.
+                Some(Outcome::Filled(_) | Outcome::Fenced(_)) | None => {}
             },
         }
     };

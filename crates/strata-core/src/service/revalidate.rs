@@ -125,8 +125,16 @@ pub(crate) async fn not_modified<B>(
     };
     let response = answer.entry(&entry, entry.age(now), served);
     let outcome = match written {
-        Written::Stored => Outcome::Filled(Arc::new(Filled { entry, rule: None })),
-        Written::Fenced => Outcome::Fenced,
+        Written::Stored => Outcome::Filled(Arc::new(Filled {
+            entry,
+            rule: None,
+            start: ctx.ticket.seq(),
+        })),
+        Written::Fenced => Outcome::Fenced(Arc::new(Filled {
+            entry,
+            rule: None,
+            start: ctx.ticket.seq(),
+        })),
         Written::Failed => Outcome::Unshareable,
     };
     (with_cookies(response, cookies), outcome)
