@@ -240,6 +240,7 @@ async fn cache_stats_follow_hits_misses_and_304s_with_every_figure() {
         "bypasses",
         "coalesced",
         "invalidations",
+        "fenced",
         "errors",
         "evictions",
     ] {
@@ -441,6 +442,7 @@ async fn cache_reset_stats_zeroes_the_counters_and_keeps_the_entries() {
         "not_modified",
         "coalesced",
         "invalidations",
+        "fenced",
         "errors",
     ] {
         assert_eq!(stats[counter], 0, "{counter}: {stats}");

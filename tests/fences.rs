@@ -177,6 +177,7 @@ async fn assert_stored_then_hit(at: &Fixture, path: &str, user: Option<&str>, wh
     let (status, _) = fetch(&at.server, path, user).await;
     assert_eq!(status, "strata; hit", "after {what}: the next read hits");
     assert_eq!(at.calls.count(), 1, "after {what}: one handler call");
+    assert_eq!(at.handle.stats().fenced, 0, "after {what}: nothing fenced");
 }
 
 #[tokio::test]

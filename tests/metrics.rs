@@ -73,6 +73,7 @@ async fn recorded_metrics_are_the_measured_figures() {
     assert_eq!(metrics["strata_not_modified_total"], 1.0);
     assert_eq!(metrics["strata_bypasses_total"], 1.0);
     assert_eq!(metrics["strata_invalidations_total"], 1.0);
+    assert_eq!(metrics["strata_fenced_total"], 0.0, "nothing was filling");
     assert_eq!(metrics["strata_errors_total"], 0.0);
     assert!((metrics["strata_hit_ratio"] - 0.6).abs() < 1e-9);
     assert_eq!(metrics["strata_entries"], stats.entries as f64);

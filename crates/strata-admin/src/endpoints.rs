@@ -25,7 +25,7 @@ use crate::authorize::{Authorize, Decision};
 ///
 /// ```json
 /// {"hits":3,"misses":1,"hit_rate":0.75,"stores":1,"bypasses":0,
-///  "not_modified":0,"coalesced":0,"invalidations":0,"errors":0,
+///  "not_modified":0,"coalesced":0,"invalidations":0,"fenced":0,"errors":0,
 ///  "evictions":0,"entries":2,"bytes":1480,
 ///  "size":1480,"keys_count":2,"memory_usage":1480,
 ///  "layers":[{"layer":"memory","entries":2,"bytes":1480,
@@ -37,7 +37,7 @@ use crate::authorize::{Authorize, Decision};
 pub struct CacheStats {
     /// Every counter and figure the cache keeps, under the core's names
     /// (`hits`, `misses`, `hit_rate`, `stores`, `bypasses`, `not_modified`,
-    /// `coalesced`, `invalidations`, `errors`, `evictions`, `entries`,
+    /// `coalesced`, `invalidations`, `fenced`, `errors`, `evictions`, `entries`,
     /// `bytes`, `layers`): see [`StatsSnapshot`].
     #[serde(flatten)]
     pub snapshot: StatsSnapshot,

@@ -12,7 +12,7 @@
 //!
 //! | name | kind | labels |
 //! |---|---|---|
-//! | `strata_hits_total`, `strata_misses_total`, `strata_stores_total`, `strata_bypasses_total`, `strata_not_modified_total`, `strata_coalesced_total`, `strata_invalidations_total`, `strata_errors_total`, `strata_evictions_total` | counter | |
+//! | `strata_hits_total`, `strata_misses_total`, `strata_stores_total`, `strata_bypasses_total`, `strata_not_modified_total`, `strata_coalesced_total`, `strata_invalidations_total`, `strata_fenced_total`, `strata_errors_total`, `strata_evictions_total` | counter | |
 //! | `strata_hit_ratio`, `strata_entries`, `strata_bytes` | gauge | |
 //! | `strata_layer_hits_total`, `strata_layer_misses_total`, `strata_layer_errors_total`, `strata_layer_evictions_total`, `strata_layer_expirations_total` | counter | `layer` |
 //! | `strata_layer_entries`, `strata_layer_bytes` | gauge | `layer` |
@@ -34,6 +34,7 @@ pub fn record(snapshot: &StatsSnapshot) {
         ("strata_not_modified_total", snapshot.not_modified),
         ("strata_coalesced_total", snapshot.coalesced),
         ("strata_invalidations_total", snapshot.invalidations),
+        ("strata_fenced_total", snapshot.fenced),
         ("strata_errors_total", snapshot.errors),
         ("strata_evictions_total", snapshot.evictions),
     ] {

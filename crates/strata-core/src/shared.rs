@@ -162,6 +162,7 @@ impl Shared {
             return Written::Failed;
         }
         let Some(_writing) = self.fences.admit(ticket, entries) else {
+            bump(&self.stats.fenced);
             return Written::Fenced;
         };
         let mut written = Written::Stored;

@@ -16,6 +16,7 @@ pub(crate) struct Stats {
     pub(crate) not_modified: AtomicU64,
     pub(crate) coalesced: AtomicU64,
     pub(crate) invalidations: AtomicU64,
+    pub(crate) fenced: AtomicU64,
     pub(crate) errors: AtomicU64,
 }
 
@@ -35,6 +36,7 @@ impl Stats {
             &self.not_modified,
             &self.coalesced,
             &self.invalidations,
+            &self.fenced,
             &self.errors,
         ] {
             counter.store(0, Ordering::Relaxed);
@@ -65,6 +67,7 @@ impl Stats {
             not_modified: self.not_modified.load(Ordering::Relaxed),
             coalesced: self.coalesced.load(Ordering::Relaxed),
             invalidations: self.invalidations.load(Ordering::Relaxed),
+            fenced: self.fenced.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             evictions: layers.iter().map(|layer| layer.evictions).sum(),
             entries: memory.entries.unwrap_or(0),
@@ -100,6 +103,11 @@ pub struct StatsSnapshot {
     pub coalesced: u64,
     /// Invalidation calls (by key, URL, tag, prefix, user or all).
     pub invalidations: u64,
+    /// Fills not stored because an invalidation named what they fetched
+    /// while they ran (their answer still served their own requests). A
+    /// high figure means writes keep overtaking slow fills of the same
+    /// data; unrelated invalidations never count here.
+    pub fenced: u64,
     /// Store errors, each turned into a miss.
     pub errors: u64,
     /// Entries evicted for room, over all layers.
