@@ -175,3 +175,78 @@ fn named_between_counts_only_invalidations_in_the_range() {
     );
     assert!(fences.named_between(after_first, fences.start().seq(), what));
 }
+
+mod model {
+    //! The indexed fence against its plain definition: for any sequence of
+    //! invalidations and any entry, "named since the ticket" is "some
+    //! invalidation logged after the ticket names the entry".
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn invalidation() -> impl Strategy<Value = Invalidation> {
+        let name = prop::sample::select(vec!["a", "b", "c"]);
+        prop_oneof![
+            name.clone()
+                .prop_map(|n| Invalidation::Key(format!("k:/{n}"))),
+            name.clone()
+                .prop_map(|n| Invalidation::Url(format!("/{n}/?q=1"))),
+            name.clone()
+                .prop_map(|n| Invalidation::Tag(format!("t{n}"))),
+            prop::collection::vec(name.clone(), 0..3).prop_map(|names| {
+                Invalidation::Tags(names.iter().map(|n| format!("t{n}")).collect())
+            }),
+            name.clone()
+                .prop_map(|n| Invalidation::User(format!("u{n}"))),
+            name.prop_map(|n| Invalidation::Prefix(format!("/{n}"))),
+            Just(Invalidation::All),
+        ]
+    }
+
+    fn target() -> impl Strategy<Value = Arc<Entry>> {
+        let name = || prop::sample::select(vec!["a", "b", "c"]);
+        (
+            name(),
+            name(),
+            prop::option::of(name()),
+            prop::collection::vec(name(), 0..3),
+        )
+            .prop_map(|(key, path, user, tags)| {
+                let user = user.map(|u| format!("u{u}"));
+                let tags: Vec<String> = tags.iter().map(|t| format!("t{t}")).collect();
+                let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+                entry(
+                    &format!("k:/{key}"),
+                    &format!("/{path}/?page=2"),
+                    user.as_deref(),
+                    &tags,
+                )
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn the_index_agrees_with_the_definition(
+            before in prop::collection::vec(invalidation(), 0..6),
+            after in prop::collection::vec(invalidation(), 0..6),
+            target in target(),
+        ) {
+            let fences = Arc::new(Fences::default());
+            for what in &before {
+                fences.fence(what);
+            }
+            let ticket = fences.ticket_now();
+            for what in &after {
+                fences.fence(what);
+            }
+            let expected = after.iter().any(|what| names(what, Names::of(&target)));
+            prop_assert_eq!(fences.is_fenced(&ticket, Names::of(&target)), expected);
+            prop_assert_eq!(
+                fences.named_between(ticket.seq(), fences.start().seq(), Names::of(&target)),
+                expected
+            );
+            prop_assert_eq!(fences.admit(&ticket, &[target]).is_none(), expected);
+        }
+    }
+}
