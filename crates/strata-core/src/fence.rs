@@ -20,13 +20,12 @@
 //! and nothing it does not name was held up.
 //!
 //! The log keeps what open tickets may still need: invalidations newer than
-//! the oldest open ticket, and at least the last [`MIN_KEPT`] (a ticket is
+//! the oldest open ticket, and at least the last `MIN_KEPT` (a ticket is
 //! registered a moment after its sequence number is read, lock-free, on the
 //! hit path's way out). A ticket older than everything trimmed is treated as
 //! fenced by everything: safe, and only reachable by a fill that ran while
-//! more than [`MAX_KEPT`] invalidations happened.
+//! more than `MAX_KEPT` invalidations happened (both in `fence/state.rs`).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,42 +33,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
 use crate::entry::Entry;
-use crate::key::path_of_url;
 use crate::store::{BoxFuture, Invalidation};
 
-/// Invalidations kept in the log whatever the open tickets.
-const MIN_KEPT: usize = 4096;
-
-/// Invalidations kept at most; beyond, the oldest go, and tickets older
-/// than them count as fenced.
-const MAX_KEPT: usize = 200_000;
+pub(crate) use self::state::{Names, names};
+use self::state::{State, Writing};
 
 /// URL paths whose tags are remembered for flights (see
 /// [`Fences::flight_fenced`]); past this many the memory starts over.
 const MAX_LEARNT_PATHS: usize = 65_536;
-
-/// What a fill may write, as far as fences are concerned: the fields of an
-/// [`Entry`] that an [`Invalidation`] can name.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Names<'a> {
-    pub(crate) key: &'a str,
-    /// The normalised URL (or a value's name); its path is what a URL
-    /// invalidation names.
-    pub(crate) name: &'a str,
-    pub(crate) user: Option<&'a str>,
-    pub(crate) tags: &'a [String],
-}
-
-impl<'a> Names<'a> {
-    pub(crate) fn of(entry: &'a Entry) -> Self {
-        Self {
-            key: &entry.key,
-            name: &entry.name,
-            user: entry.user.as_deref(),
-            tags: &entry.tags,
-        }
-    }
-}
 
 /// Every fence of one cache.
 pub(crate) struct Fences {
@@ -77,37 +48,6 @@ pub(crate) struct Fences {
     /// when a ticket's start is taken.
     seq: AtomicU64,
     state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    /// Invalidations newer than `trimmed`, oldest first.
-    log: VecDeque<(u64, Invalidation)>,
-    /// Everything at or below this was trimmed from the log.
-    trimmed: u64,
-    /// The newest logged invalidation naming each key, path, tag, user.
-    keys: HashMap<String, u64>,
-    paths: HashMap<String, u64>,
-    tags: HashMap<String, u64>,
-    users: HashMap<String, u64>,
-    /// Prefix invalidations in the log, oldest first.
-    prefixes: VecDeque<(u64, String)>,
-    /// The last `All`.
-    all: u64,
-    /// Open tickets by start: start -> how many.
-    open: BTreeMap<u64, usize>,
-    /// Writes in progress: id -> entries, and a channel closed when done.
-    writing: HashMap<u64, Writing>,
-    next_write: u64,
-    /// The tags each URL path was last stored with: a flight does not know
-    /// its response's tags until the response arrives, but most paths keep
-    /// theirs from one fill to the next.
-    learnt: HashMap<String, Vec<String>>,
-}
-
-struct Writing {
-    entries: Vec<Arc<Entry>>,
-    done: watch::Receiver<()>,
 }
 
 impl fmt::Debug for Fences {
@@ -349,103 +289,6 @@ impl Drop for WriteGuard {
     }
 }
 
-impl State {
-    /// The index each name of `what` lives in: keys, paths, tags, users.
-    /// (Prefixes and `All` are kept apart: they are not looked up by name.)
-    fn indexed(
-        &mut self,
-        what: &Invalidation,
-        mut each: impl FnMut(&mut HashMap<String, u64>, &str),
-    ) {
-        match what {
-            Invalidation::Key(key) => each(&mut self.keys, key),
-            Invalidation::Url(url) => each(&mut self.paths, &path_of_url(url)),
-            Invalidation::Tag(tag) => each(&mut self.tags, tag),
-            Invalidation::Tags(tags) => {
-                for tag in tags {
-                    each(&mut self.tags, tag);
-                }
-            }
-            Invalidation::User(user) => each(&mut self.users, user),
-            Invalidation::Prefix(_) | Invalidation::All => {}
-        }
-    }
-
-    fn record(&mut self, seq: u64, what: &Invalidation) {
-        self.indexed(what, |map, name| {
-            // Most names are invalidated again and again: reuse the slot.
-            match map.get_mut(name) {
-                Some(at) => *at = seq,
-                None => {
-                    map.insert(name.to_owned(), seq);
-                }
-            }
-        });
-        match what {
-            Invalidation::Prefix(prefix) => self.prefixes.push_back((seq, prefix.clone())),
-            Invalidation::All => self.all = seq,
-            _ => {}
-        }
-        self.log.push_back((seq, what.clone()));
-    }
-
-    /// Forgets the invalidations no open ticket can need.
-    fn trim(&mut self) {
-        let oldest_open = self.open.keys().next().copied();
-        while let Some((seq, _)) = self.log.front() {
-            let seq = *seq;
-            let needed = oldest_open.is_some_and(|start| seq > start);
-            if self.log.len() <= MIN_KEPT || (needed && self.log.len() <= MAX_KEPT) {
-                break;
-            }
-            let Some((seq, what)) = self.log.pop_front() else {
-                break;
-            };
-            self.trimmed = seq;
-            self.indexed(&what, |map, name| {
-                if map.get(name) == Some(&seq) {
-                    map.remove(name);
-                }
-            });
-            if matches!(what, Invalidation::Prefix(_)) {
-                self.prefixes.pop_front();
-            }
-        }
-    }
-
-    fn named_since(&self, start: u64, what: Names<'_>) -> bool {
-        if start < self.trimmed {
-            // Older than the log: whatever came since is unknown.
-            return true;
-        }
-        let after = |at: Option<&u64>| at.is_some_and(|&at| at > start);
-        self.all > start
-            || after(self.keys.get(what.key))
-            || after(self.paths.get(crate::key::path_of(what.name)))
-            || what.user.is_some_and(|user| after(self.users.get(user)))
-            || what.tags.iter().any(|tag| after(self.tags.get(tag)))
-            || self
-                .prefixes
-                .iter()
-                .rev()
-                .take_while(|(at, _)| *at > start)
-                .any(|(_, prefix)| what.name.starts_with(prefix.as_str()))
-    }
-}
-
-/// Whether `invalidation` names an entry with these names: the rule both
-/// stores apply, in one place for the fences.
-pub(crate) fn names(invalidation: &Invalidation, what: Names<'_>) -> bool {
-    match invalidation {
-        Invalidation::Key(key) => key == what.key,
-        Invalidation::Url(url) => path_of_url(url) == crate::key::path_of(what.name),
-        Invalidation::Tag(tag) => what.tags.contains(tag),
-        Invalidation::Tags(tags) => tags.iter().any(|tag| what.tags.contains(tag)),
-        Invalidation::User(user) => what.user == Some(user.as_str()),
-        Invalidation::Prefix(prefix) => what.name.starts_with(prefix.as_str()),
-        Invalidation::All => true,
-    }
-}
-
+mod state;
 #[cfg(test)]
 mod tests;

@@ -17,136 +17,16 @@
 
 pub(crate) mod gate;
 mod origin;
+mod plan;
 mod policy;
 
-use std::time::{Duration, SystemTime};
+use http::header::{CONTENT_TYPE, SET_COOKIE};
 
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, SET_COOKIE};
-use http::{HeaderMap, HeaderName, StatusCode};
-
-use crate::policy::{CachePolicy, Scope};
-use crate::rfc9111::{NotStorable, ResponseDirectives, Vary};
+use crate::policy::Scope;
 
 pub(crate) use gate::{check, strip};
+pub(crate) use plan::{Input, NotStored, Plan, body_length, vary_of};
 pub use policy::STORABLE_STATUSES;
-
-/// Why a response is not stored: the `detail` of its `Cache-Status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum NotStored {
-    /// Under a route policy: a status the policy does not store.
-    Status,
-    /// A private route and a request without a user.
-    Anonymous,
-    /// A shared entry would replay the response's `Set-Cookie`.
-    SetCookie,
-    /// A public route whose response says `private`.
-    Private,
-    /// The response (or the route) says `no-store`.
-    NoStore,
-    /// The response (or the route) says `no-cache`: validated on every
-    /// use, so not stored under a route policy, and not without validators
-    /// under `origin`.
-    NoCache,
-    /// A route policy with no time to live.
-    Ttl,
-    /// `Vary: *` (or a `Vary` member that is not a field name).
-    VaryStar,
-    /// `text/event-stream`: never ends, never stored.
-    Stream,
-    /// Neither `Content-Length` nor an exact size hint.
-    UnknownLength,
-    /// Longer than the store's per-entry limit.
-    TooLarge,
-    /// An anonymous request for a per-user URL: not even looked at.
-    Bypass,
-    /// RFC 9111 forbids storing it (under `origin`).
-    Rfc(NotStorable),
-    /// No freshness and nothing to revalidate with (under `origin`).
-    NoFreshness,
-    /// Older than its lifetime on arrival, with no stale window and no
-    /// validators: it could never answer (under `origin`).
-    AlreadyStale,
-    /// A `Surrogate-Key` or `Cache-Tag` strata cannot hold (under `origin`).
-    SurrogateKey,
-}
-
-impl NotStored {
-    /// The token for `Cache-Status: ...; detail=` and logs.
-    pub(crate) fn detail(self) -> &'static str {
-        match self {
-            Self::Status => "status",
-            Self::Anonymous => "anonymous",
-            Self::SetCookie => "set-cookie",
-            Self::Private => "private",
-            Self::NoStore => "no-store",
-            Self::NoCache => "no-cache",
-            Self::Ttl => "ttl",
-            Self::VaryStar => "vary-star",
-            Self::Stream => "stream",
-            Self::UnknownLength => "unknown-length",
-            Self::TooLarge => "too-large",
-            Self::Bypass => "bypass",
-            Self::Rfc(reason) => reason.detail(),
-            Self::NoFreshness => "no-freshness",
-            Self::AlreadyStale => "already-stale",
-            Self::SurrogateKey => "surrogate-key",
-        }
-    }
-
-    /// Whether the response, passed on unstored, should still carry the
-    /// route policy's `Cache-Control`: not when the response said
-    /// something of its own that the policy must not override, or when it
-    /// is not what the policy describes (a status it does not store).
-    pub(crate) fn takes_policy_headers(self) -> bool {
-        !matches!(
-            self,
-            Self::Status
-                | Self::SetCookie
-                | Self::NoStore
-                | Self::NoCache
-                | Self::Private
-                | Self::Anonymous
-        )
-    }
-}
-
-/// What the admission needs to know.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Input<'a> {
-    pub(crate) policy: &'a CachePolicy,
-    pub(crate) status: StatusCode,
-    pub(crate) headers: &'a HeaderMap,
-    /// The body's length, when known before reading it (see [`body_length`]).
-    pub(crate) length: Option<u64>,
-    pub(crate) max_body: usize,
-    /// The requesting user, if any.
-    pub(crate) user: Option<&'a str>,
-    pub(crate) request_headers: &'a HeaderMap,
-    /// When the request went to the service, and now (RFC 9111 §4.2.3).
-    pub(crate) sent_at: SystemTime,
-    pub(crate) now: SystemTime,
-}
-
-/// How to store a response.
-#[derive(Debug, Clone)]
-pub(crate) struct Plan {
-    /// Stored under the user's key.
-    pub(crate) per_user: bool,
-    /// The request headers that select a variant (policy and `Vary`).
-    pub(crate) vary: Vec<HeaderName>,
-    /// When its age is counted from: now, or under `origin` when the
-    /// upstream generated it (so that `Age` counts the upstream's too).
-    pub(crate) stored_at: SystemTime,
-    /// Fresh for this long after `stored_at`.
-    pub(crate) ttl: Duration,
-    /// Kept this long past `ttl`, to be served stale or revalidated.
-    pub(crate) stale: Duration,
-    pub(crate) tags: Vec<String>,
-    /// Under `origin`: the directives read from the response, for
-    /// stripping what a qualified `private` lists. `None` under a route
-    /// policy, whose `Cache-Control` replaces the response's.
-    pub(crate) origin: Option<ResponseDirectives>,
-}
 
 /// Whether and how to store a response: the one decision for fills and
 /// revalidations, route policies and origin headers alike.
@@ -175,27 +55,6 @@ pub(crate) fn decide(input: &Input<'_>) -> Result<Plan, NotStored> {
         Some(len) if len > input.max_body as u64 => Err(NotStored::TooLarge),
         Some(_) => Ok(plan),
     }
-}
-
-/// The request headers that select a variant: the policy's, and those the
-/// response's own `Vary` names, sorted and without repeats.
-pub(crate) fn vary_of(policy: &CachePolicy, response_headers: &HeaderMap) -> Vec<HeaderName> {
-    let mut vary: Vec<HeaderName> = policy.vary_list().to_vec();
-    vary.extend_from_slice(Vary::from_headers(response_headers).names());
-    vary.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-    vary.dedup();
-    vary
-}
-
-/// The body length known before reading it: `Content-Length`, else an
-/// exact or bounded size hint.
-pub(crate) fn body_length<B: http_body::Body>(response: &http::Response<B>) -> Option<u64> {
-    let declared = response
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    declared.or_else(|| response.body().size_hint().upper())
 }
 
 #[cfg(test)]

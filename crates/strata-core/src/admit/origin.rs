@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::Method;
 use http::header::{ETAG, LAST_MODIFIED};
 
-use super::{Input, NotStored, Plan, vary_of};
+use super::plan::{Input, NotStored, Plan, vary_of};
 use crate::rfc9111::{self, RequestDirectives, ResponseTiming};
 
 /// The longest a response's own headers may keep it (fresh or stale):

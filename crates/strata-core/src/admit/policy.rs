@@ -3,7 +3,7 @@
 
 use http::StatusCode;
 
-use super::{Input, NotStored, Plan, vary_of};
+use super::plan::{Input, NotStored, Plan, vary_of};
 use crate::policy::Scope;
 use crate::rfc9111::{HEURISTICALLY_CACHEABLE, ResponseDirectives, Vary};
 

@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
+use super::state::MIN_KEPT;
 use super::*;
 use crate::entry::EntryKind;
 
