@@ -29,8 +29,8 @@
 //! copy no longer.
 //!
 //! An invalidation Redis does not take (it was unreachable or stalled) is
-//! kept and replayed every 100 ms until Redis takes it, then published
-//! again. Until then this instance reads nothing from Redis, which may
+//! kept and replayed every 100 ms, the whole backlog at once, until Redis
+//! takes it, then published again. Until then this instance reads nothing from Redis, which may
 //! still hold what it names. Other instances can read such entries from
 //! Redis between Redis coming back and the replay (at most about 100 ms
 //! after Redis answers this instance again).
@@ -270,32 +270,51 @@ impl Inner {
 
 /// Replays invalidations Redis refused, oldest first, until it takes them;
 /// each one taken is published again, since other instances may have
-/// copied the entries it names while it was pending.
+/// copied the entries it names while it was pending. Every tick drains as
+/// many as Redis takes (duplicates once), so a backlog clears in one round
+/// of Redis calls once Redis answers, not one invalidation per tick.
 async fn replay(inner: std::sync::Weak<Inner>) {
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let Some(strong) = inner.upgrade() else {
             return;
         };
-        let next = strong
+        let queued: Vec<Invalidation> = strong
             .pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .first()
-            .cloned();
-        let Some(what) = next else { continue };
-        if strong.l2.invalidate_entries(&what).await.is_err() {
+            .clone();
+        let mut taken: Vec<Invalidation> = Vec::new();
+        // How many queued invalidations were handled: taken, or repeats of
+        // one taken.
+        let mut handled = 0;
+        for what in &queued {
+            if !taken.contains(what) {
+                if strong.l2.invalidate_entries(what).await.is_err() {
+                    // Redis still refuses: the rest waits for the next
+                    // tick, in order.
+                    break;
+                }
+                strong.epoch.fetch_add(1, Ordering::SeqCst);
+                strong.l1.invalidate_now(what);
+                taken.push(what.clone());
+            }
+            handled += 1;
+        }
+        if handled == 0 {
             continue;
         }
-        strong.epoch.fetch_add(1, Ordering::SeqCst);
-        strong.l1.invalidate_now(&what);
         let store = TieredStore {
             inner: Arc::clone(&strong),
         };
-        store.publish(&what).await;
+        for what in &taken {
+            store.publish(what).await;
+        }
+        // The queue only grows at its end, unless it collapsed into one
+        // clear-all meanwhile (then that stays, to be replayed).
         let mut pending = strong.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if pending.first() == Some(&what) {
-            pending.remove(0);
+        if pending.get(..handled) == queued.get(..handled) {
+            pending.drain(..handled);
         }
     }
 }

@@ -717,3 +717,50 @@ async fn an_invalidation_redis_refused_is_replayed_once_it_answers() {
     a.memory().delete_entry(&stale.key);
     assert!(a.get(&stale.key).await.unwrap().is_some());
 }
+
+/// A backlog of refused invalidations clears in one round once Redis
+/// answers, not one per replay tick (100 queued used to take 10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_of_refused_invalidations_is_replayed_at_once() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let a = tiered(&server.url()).await;
+    let entries: Vec<Entry> = (0..100)
+        .map(|i| entry(&format!("/api/backlog/{i}"), &[&format!("b{i}")], None))
+        .collect();
+    for stored in &entries {
+        a.put(Arc::new(stored.clone())).await.unwrap();
+    }
+    let paused = Instant::now();
+    server.command(&["CLIENT", "PAUSE", "1500", "WRITE"]);
+    for i in 0..100 {
+        // Refused: Redis stalls (then the breaker fails them at once).
+        let refused = a.invalidate(&Invalidation::Tag(format!("b{i}"))).await;
+        assert!(refused.is_err(), "{i}: {refused:?}");
+        // The same one twice is replayed once.
+        if i == 50 {
+            let _ = a.invalidate(&Invalidation::Tag(format!("b{i}"))).await;
+        }
+    }
+    assert!(entries.iter().all(|e| in_redis(&server, &e.key)));
+    tokio::time::sleep(Duration::from_millis(1500).saturating_sub(paused.elapsed())).await;
+    let answering = Instant::now();
+    let last = &entries[99].key;
+    while in_redis(&server, last) {
+        assert!(
+            answering.elapsed() < Duration::from_secs(3),
+            "the backlog was not replayed within 3 s of Redis answering"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let cleared = answering.elapsed();
+    eprintln!("100 queued invalidations replayed {cleared:?} after Redis answered");
+    for stored in &entries {
+        assert!(!in_redis(&server, &stored.key), "{}", stored.key);
+    }
+    // With nothing pending, the instance reads Redis again.
+    a.put(Arc::new(entries[0].clone())).await.unwrap();
+    a.memory().delete_entry(&entries[0].key);
+    assert!(a.get(&entries[0].key).await.unwrap().is_some());
+}
