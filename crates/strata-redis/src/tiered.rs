@@ -89,6 +89,9 @@ struct Inner {
     /// a background task until it does. While any is pending, this
     /// instance does not read Redis, which may still hold what they name.
     pending: Mutex<Vec<Invalidation>>,
+    /// Invalidations Redis took but whose publish failed: the other
+    /// instances have not heard of them. Resent by the replay task.
+    unpublished: Mutex<Vec<Invalidation>>,
     replayer: OnceLock<JoinHandle<()>>,
     l1_hits: AtomicU64,
     l1_misses: AtomicU64,
@@ -146,6 +149,7 @@ impl TieredStore {
                 listener: OnceLock::new(),
                 subscriber: OnceLock::new(),
                 pending: Mutex::new(Vec::new()),
+                unpublished: Mutex::new(Vec::new()),
                 replayer: OnceLock::new(),
                 l1_hits: AtomicU64::new(0),
                 l1_misses: AtomicU64::new(0),
@@ -188,19 +192,11 @@ impl TieredStore {
         true
     }
 
+    /// Tells the other instances; a publish that fails is resent by the
+    /// replay task until one succeeds.
     async fn publish(&self, what: &Invalidation) {
-        let message = Message {
-            origin: self.inner.instance.clone(),
-            what: what.clone(),
-        };
-        let Ok(payload) = serde_json::to_string(&message) else {
-            return;
-        };
-        match self.inner.l2.publish(&self.inner.channel, &payload).await {
-            Ok(()) => {
-                self.inner.published.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(error) => tracing::warn!(%error, "invalidation not published"),
+        if !self.inner.send(what).await {
+            self.inner.queue_unpublished(what.clone());
         }
     }
 }
@@ -209,6 +205,59 @@ impl TieredStore {
 const MAX_PENDING: usize = 1024;
 
 impl Inner {
+    /// Publishes `what` on the bus; whether Redis took the message.
+    async fn send(&self, what: &Invalidation) -> bool {
+        let message = Message {
+            origin: self.instance.clone(),
+            what: what.clone(),
+        };
+        let Ok(payload) = serde_json::to_string(&message) else {
+            return true;
+        };
+        match self.l2.publish(&self.channel, &payload).await {
+            Ok(()) => {
+                self.published.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "invalidation not published; it will be resent");
+                false
+            }
+        }
+    }
+
+    fn queue_unpublished(&self, what: Invalidation) {
+        let mut queue = self.unpublished.lock().unwrap_or_else(|p| p.into_inner());
+        if queue.len() >= MAX_PENDING || what == Invalidation::All {
+            queue.clear();
+            queue.push(Invalidation::All);
+        } else if !queue.contains(&what) && !queue.contains(&Invalidation::All) {
+            queue.push(what);
+        }
+    }
+
+    /// Resends what could not be published, oldest first, until a send
+    /// fails again; whether nothing is left.
+    async fn resend(&self) -> bool {
+        let queued: Vec<Invalidation> = self
+            .unpublished
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut sent = 0;
+        for what in &queued {
+            if !self.send(what).await {
+                break;
+            }
+            sent += 1;
+        }
+        let mut queue = self.unpublished.lock().unwrap_or_else(|p| p.into_inner());
+        if sent > 0 && queue.get(..sent) == queued.get(..sent) {
+            queue.drain(..sent);
+        }
+        sent == queued.len()
+    }
+
     fn defer(&self, what: Invalidation) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         if pending.len() >= MAX_PENDING || what == Invalidation::All {
@@ -270,15 +319,23 @@ impl Inner {
 
 /// Replays invalidations Redis refused, oldest first, until it takes them;
 /// each one taken is published again, since other instances may have
-/// copied the entries it names while it was pending. Every tick drains as
+/// copied the entries it names while it was pending. Also resends the
+/// publishes that failed after Redis took their invalidation. Every tick drains as
 /// many as Redis takes (duplicates once), so a backlog clears in one round
 /// of Redis calls once Redis answers, not one invalidation per tick.
 async fn replay(inner: std::sync::Weak<Inner>) {
+    // A publish Redis keeps refusing (an ACL, say) is resent once a
+    // second, not every tick: each failure counts toward the breaker that
+    // guards every other Redis call.
+    let mut resend_at = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let Some(strong) = inner.upgrade() else {
             return;
         };
+        if Instant::now() >= resend_at && !strong.resend().await {
+            resend_at = Instant::now() + Duration::from_secs(1);
+        }
         let queued: Vec<Invalidation> = strong
             .pending
             .lock()

@@ -764,3 +764,44 @@ async fn a_backlog_of_refused_invalidations_is_replayed_at_once() {
     a.memory().delete_entry(&entries[0].key);
     assert!(a.get(&entries[0].key).await.unwrap().is_some());
 }
+
+/// Redis takes an invalidation but refuses its publish (here an ACL
+/// without PUBLISH): the other instances have not heard of it and keep
+/// their copies. The publish is resent until Redis takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_that_failed_is_resent() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let granted = server.command(&[
+        "ACL", "SETUSER", "nopub", "on", "nopass", "~*", "&*", "+@all", "-publish",
+    ]);
+    assert!(!granted.is_error(), "{granted}");
+    let a = tiered(&format!("redis://nopub:any@{}", server.addr())).await;
+    let b = tiered(&server.url()).await;
+    let stored = entry("/api/published/", &["published"], None);
+    a.put(Arc::new(stored.clone())).await.unwrap();
+    assert!(b.get(&stored.key).await.unwrap().is_some());
+    assert!(
+        b.memory().get_entry(&stored.key).is_some(),
+        "B holds a copy"
+    );
+
+    a.invalidate(&Invalidation::Tag("published".into()))
+        .await
+        .unwrap();
+    assert!(
+        !in_redis(&server, &stored.key),
+        "Redis took the invalidation"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        b.memory().get_entry(&stored.key).is_some(),
+        "the publish was refused: B has not heard"
+    );
+
+    let granted = server.command(&["ACL", "SETUSER", "nopub", "+publish"]);
+    assert!(!granted.is_error(), "{granted}");
+    let delay = until_gone_from_memory(&b, &[&stored.key], Duration::from_secs(3)).await;
+    eprintln!("resent and heard {delay:?} after PUBLISH was allowed");
+}
