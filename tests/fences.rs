@@ -16,7 +16,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
-use common::{Calls, TestServer, header, user_from_header};
+use common::{Calls, TestServer, count_arrivals, header, user_from_header};
 use strata::{Cache, CacheHandle, CachePolicy, Invalidates, MemoryStore};
 use strata_redis::{RedisStore, TieredStore};
 use strata_testkit::RedisServer;
@@ -107,19 +107,24 @@ struct Fixture {
     db: Arc<AtomicU64>,
     gate: Arc<Gate>,
     calls: Calls,
+    /// Requests that reached the server, before the cache saw them.
+    arrivals: Calls,
 }
 
 async fn fixture(cache: Cache) -> Fixture {
     let db = Arc::new(AtomicU64::new(1));
     let gate = Arc::new(Gate::default());
     let calls = Calls::default();
-    let server = TestServer::start(app(&cache, &db, &gate, &calls)).await;
+    let arrivals = Calls::default();
+    let app = count_arrivals(app(&cache, &db, &gate, &calls), None, &arrivals);
+    let server = TestServer::start(app).await;
     Fixture {
         server,
         handle: cache.handle(),
         db,
         gate,
         calls,
+        arrivals,
     }
 }
 
@@ -363,6 +368,19 @@ async fn redis_fixture(server: &RedisServer, env: &str) -> Fixture {
     fixture(cache).await
 }
 
+/// Waits until `at` has received `count` invalidations from another
+/// instance (the cache counts each as it fences it).
+async fn heard(at: &Fixture, count: u64) {
+    let deadline = std::time::Instant::now() + BOUND;
+    while at.handle.stats().invalidations < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bus did not deliver {count} invalidations"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_remote_invalidation_fences_only_what_it_names() {
     let Some(server) = RedisServer::start() else {
@@ -375,8 +393,8 @@ async fn a_remote_invalidation_fences_only_what_it_names() {
     a.handle.invalidate_tag("other").await.unwrap();
     a.handle.invalidate_url("/fast").await.unwrap();
     a.handle.invalidate_user("bob").await.unwrap();
-    // Let the bus deliver them to B before B's fill writes.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // B heard all three before its fill writes.
+    heard(&b, 3).await;
     b.gate.release(1);
     let (status, _) = finish(fill).await;
     assert_eq!(status, "strata; fwd=uri-miss; stored");
@@ -407,7 +425,7 @@ async fn a_remote_invalidation_fences_only_what_it_names() {
             "url" => a.handle.invalidate_url("/mine").await.unwrap(),
             _ => a.handle.clear().await.unwrap(),
         };
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        heard(&b, 1).await;
         b.gate.release(2);
         a.gate.release(2);
         let (status, body) = finish(fill).await;
@@ -441,7 +459,16 @@ async fn waiters_that_joined_before_a_related_invalidation_take_the_unstored_ans
             (status, response.text().await.unwrap())
         }));
     }
-    // Let them reach the flight, then change the data and invalidate it.
+    // Let them reach the flight (past the server, then a lookup that finds
+    // nothing), then change the data and invalidate it.
+    let deadline = std::time::Instant::now() + BOUND;
+    while at.arrivals.count() < 6 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "requests never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     tokio::time::sleep(Duration::from_millis(100)).await;
     at.db.store(2, Ordering::SeqCst);
     at.handle.invalidate_tag("slow").await.unwrap();
