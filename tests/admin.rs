@@ -730,7 +730,7 @@ async fn cache_health_is_503_while_redis_is_down_and_200_once_it_is_back() {
         .iter()
         .map(|layer| layer["layer"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["memory", "redis", "bus"]);
+    assert_eq!(names, ["memory", "redis", "bus", "invalidations"]);
     for layer in health["layers"].as_array().unwrap() {
         assert_eq!(layer["ok"], true, "{layer}");
         assert!(layer["latency_us"].is_u64(), "{layer}");

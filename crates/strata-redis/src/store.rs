@@ -666,12 +666,23 @@ impl RedisStore {
         }
     }
 
-    /// Pings Redis directly (past the breaker); a success closes the breaker.
+    /// Probes Redis directly (past the breaker) with a write: a short-lived
+    /// key under the prefix, so a Redis that answers but refuses writes
+    /// (`maxmemory` reached under `noeviction`, a read-only replica, an
+    /// ACL) is reported as failing, as it is for the cache. A success
+    /// closes the breaker.
     pub async fn probe(&self) -> Health {
         let started = Instant::now();
+        let key = format!("{}~health", self.inner.prefix);
         let ping = async {
             let mut conn = self.handle().await?;
-            redis::cmd("PING").query_async::<String>(&mut conn).await
+            redis::cmd("SET")
+                .arg(&key)
+                .arg("1")
+                .arg("PX")
+                .arg(1000)
+                .query_async::<()>(&mut conn)
+                .await
         };
         let result = tokio::time::timeout(
             self.inner.op_timeout.max(Duration::from_millis(1)) * 4,

@@ -263,7 +263,7 @@ impl Inner {
         if pending.len() >= MAX_PENDING || what == Invalidation::All {
             pending.clear();
             pending.push(Invalidation::All);
-        } else if !pending.contains(&Invalidation::All) {
+        } else if !pending.contains(&Invalidation::All) && !pending.contains(&what) {
             pending.push(what);
         }
     }
@@ -501,9 +501,15 @@ impl Store for TieredStore {
             let remote = self.inner.l2.invalidate_entries(what).await;
             self.inner.epoch.fetch_add(1, Ordering::SeqCst);
             let local = self.inner.l1.invalidate_now(what);
-            self.publish(what).await;
-            if remote.is_err() {
-                self.inner.defer(what.clone());
+            match &remote {
+                // Redis took it: the others must hear of it, now or later.
+                Ok(_) => self.publish(what).await,
+                // Redis did not: tell the others at once (best effort), and
+                // the replay publishes it again once Redis takes it.
+                Err(_) => {
+                    self.inner.send(what).await;
+                    self.inner.defer(what.clone());
+                }
             }
             remote.map(|remote| remote.max(local))
         })
@@ -525,6 +531,28 @@ impl Store for TieredStore {
                 ok: self.is_subscribed(),
                 latency: Duration::ZERO,
                 error: (!self.is_subscribed()).then(|| "not subscribed".to_owned()),
+            });
+            // Invalidations Redis did not take, or that other instances
+            // have not heard of: until they are, some instance may serve
+            // what they name.
+            let queued = self
+                .inner
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .len();
+            let unsent = self
+                .inner
+                .unpublished
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .len();
+            health.push(Health {
+                layer: "invalidations",
+                ok: queued == 0 && unsent == 0,
+                latency: Duration::ZERO,
+                error: (queued + unsent > 0)
+                    .then(|| format!("{queued} queued for Redis, {unsent} not yet published")),
             });
             health
         })

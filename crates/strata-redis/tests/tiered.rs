@@ -439,7 +439,12 @@ async fn losing_the_bus_flushes_memory_and_regaining_it_uses_memory_again() {
     let health = b.health().await;
     assert_eq!(
         health.iter().map(|h| (h.layer, h.ok)).collect::<Vec<_>>(),
-        [("memory", true), ("redis", false), ("bus", false)]
+        [
+            ("memory", true),
+            ("redis", false),
+            ("bus", false),
+            ("invalidations", true)
+        ]
     );
 
     server.restart();
@@ -744,6 +749,18 @@ async fn a_backlog_of_refused_invalidations_is_replayed_at_once() {
         }
     }
     assert!(entries.iter().all(|e| in_redis(&server, &e.key)));
+    // Health says so, with the count.
+    let queued = a
+        .health()
+        .await
+        .into_iter()
+        .find(|layer| layer.layer == "invalidations")
+        .unwrap();
+    assert!(!queued.ok);
+    assert_eq!(
+        queued.error.as_deref(),
+        Some("100 queued for Redis, 0 not yet published")
+    );
     tokio::time::sleep(Duration::from_millis(1500).saturating_sub(paused.elapsed())).await;
     let answering = Instant::now();
     let last = &entries[99].key;
@@ -756,6 +773,16 @@ async fn a_backlog_of_refused_invalidations_is_replayed_at_once() {
     }
     let cleared = answering.elapsed();
     eprintln!("100 queued invalidations replayed {cleared:?} after Redis answered");
+    // Once the replay has also published them, health is ok again.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let health = a.health().await;
+        if health.iter().all(|layer| layer.ok) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{health:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for stored in &entries {
         assert!(!in_redis(&server, &stored.key), "{}", stored.key);
     }
@@ -804,4 +831,28 @@ async fn a_publish_that_failed_is_resent() {
     assert!(!granted.is_error(), "{granted}");
     let delay = until_gone_from_memory(&b, &[&stored.key], Duration::from_secs(3)).await;
     eprintln!("resent and heard {delay:?} after PUBLISH was allowed");
+}
+
+/// Redis answers `PING` but refuses every write (`maxmemory` reached with
+/// `noeviction`): the redis layer reports it, and recovers with the first
+/// write Redis takes again.
+#[tokio::test]
+async fn health_reports_a_redis_that_answers_but_refuses_writes() {
+    let Some(server) =
+        RedisServer::start_with_args(&["--maxmemory", "1mb", "--maxmemory-policy", "noeviction"])
+    else {
+        return;
+    };
+    let store = redis(&server.url());
+    let stored = entry_with_body("/api/big/", &[], None, Bytes::from(vec![b'x'; 2 << 20]));
+    assert!(store.put_entry(&stored).await.is_err(), "over maxmemory");
+    let health = store.probe().await;
+    assert!(!health.ok, "{health:?}");
+    let error = health.error.unwrap_or_default();
+    assert!(error.contains("OOM"), "{error}");
+
+    server.command(&["CONFIG", "SET", "maxmemory", "0"]);
+    store.put_entry(&stored).await.unwrap();
+    let health = store.probe().await;
+    assert!(health.ok, "{health:?}");
 }
