@@ -856,3 +856,35 @@ async fn health_reports_a_redis_that_answers_but_refuses_writes() {
     let health = store.probe().await;
     assert!(health.ok, "{health:?}");
 }
+
+/// A Redis that may evict the index sets (a `maxmemory` with an evicting
+/// policy) is reported: invalidations could miss entries there. Safe
+/// settings are not.
+#[tokio::test]
+async fn health_reports_a_maxmemory_policy_that_can_evict_index_sets() {
+    for (args, risky) in [
+        (
+            &["--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru"][..],
+            true,
+        ),
+        (
+            &["--maxmemory", "100mb", "--maxmemory-policy", "volatile-lru"][..],
+            true,
+        ),
+        (
+            &["--maxmemory", "100mb", "--maxmemory-policy", "noeviction"][..],
+            false,
+        ),
+        (&["--maxmemory-policy", "allkeys-lru"][..], false),
+    ] {
+        let Some(server) = RedisServer::start_with_args(args) else {
+            return;
+        };
+        let health = redis(&server.url()).probe().await;
+        assert_eq!(!health.ok, risky, "{args:?}: {health:?}");
+        if risky {
+            let error = health.error.unwrap_or_default();
+            assert!(error.contains("noeviction"), "{error}");
+        }
+    }
+}
