@@ -134,7 +134,7 @@ impl CacheHandle {
 
     /// Sets the counters back to zero (stored entries stay).
     pub fn reset_stats(&self) {
-        self.shared.stats.reset();
+        self.shared.stats.reset(&self.shared.store.stats());
     }
 
     /// Probes every store layer: `ok`, or `degraded` with the failing ones.

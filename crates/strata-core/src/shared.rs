@@ -138,7 +138,7 @@ impl Shared {
         match self.store.get(key).await {
             Ok(entry) => entry,
             Err(error) => {
-                bump(&self.stats.errors);
+                bump(&self.stats.store_errors);
                 tracing::warn!(%error, "cache read failed; treating as a miss");
                 None
             }
@@ -168,7 +168,7 @@ impl Shared {
         let mut written = Written::Stored;
         for entry in entries {
             if let Err(error) = self.store.put(Arc::clone(entry)).await {
-                bump(&self.stats.errors);
+                bump(&self.stats.store_errors);
                 tracing::warn!(%error, "cache write failed");
                 written = Written::Failed;
             }
@@ -203,7 +203,7 @@ impl Shared {
             hook(what);
         }
         result.inspect_err(|error| {
-            bump(&self.stats.errors);
+            bump(&self.stats.store_errors);
             tracing::warn!(%error, "cache invalidation failed");
         })
     }

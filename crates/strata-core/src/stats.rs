@@ -17,7 +17,23 @@ pub(crate) struct Stats {
     pub(crate) coalesced: AtomicU64,
     pub(crate) invalidations: AtomicU64,
     pub(crate) fenced: AtomicU64,
+    /// Failures of the cache's own: an entry the admission gate refused,
+    /// a value that cannot be serialised.
     pub(crate) errors: AtomicU64,
+    /// Failures the store returned. Counted at the top level only when no
+    /// layer counts its own (a store's layers see failures the cache does
+    /// not: a write kept in memory while Redis refused it, a replay).
+    pub(crate) store_errors: AtomicU64,
+    /// The layers' own error counts when the counters were last reset.
+    pub(crate) layer_errors_at_reset: AtomicU64,
+}
+
+/// The errors the store's layers count themselves, if any layer does.
+pub(crate) fn layer_errors(layers: &[StoreStats]) -> Option<u64> {
+    layers
+        .iter()
+        .filter_map(|layer| layer.errors)
+        .reduce(|a, b| a + b)
 }
 
 #[inline]
@@ -26,8 +42,11 @@ pub(crate) fn bump(counter: &AtomicU64) {
 }
 
 impl Stats {
-    /// Sets every counter back to zero.
-    pub(crate) fn reset(&self) {
+    /// Sets every counter back to zero; `layers` are the store's figures
+    /// now, whose error counts the top level then counts from.
+    pub(crate) fn reset(&self, layers: &[StoreStats]) {
+        self.layer_errors_at_reset
+            .store(layer_errors(layers).unwrap_or(0), Ordering::Relaxed);
         for counter in [
             &self.hits,
             &self.misses,
@@ -38,6 +57,7 @@ impl Stats {
             &self.invalidations,
             &self.fenced,
             &self.errors,
+            &self.store_errors,
         ] {
             counter.store(0, Ordering::Relaxed);
         }
@@ -68,7 +88,13 @@ impl Stats {
             coalesced: self.coalesced.load(Ordering::Relaxed),
             invalidations: self.invalidations.load(Ordering::Relaxed),
             fenced: self.fenced.load(Ordering::Relaxed),
-            errors: self.errors.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed)
+                + match layer_errors(&layers) {
+                    Some(counted) => {
+                        counted.saturating_sub(self.layer_errors_at_reset.load(Ordering::Relaxed))
+                    }
+                    None => self.store_errors.load(Ordering::Relaxed),
+                },
             evictions: layers.iter().map(|layer| layer.evictions).sum(),
             entries: memory.entries.unwrap_or(0),
             bytes: memory.bytes.unwrap_or(0),
@@ -108,7 +134,12 @@ pub struct StatsSnapshot {
     /// high figure means writes keep overtaking slow fills of the same
     /// data; unrelated invalidations never count here.
     pub fenced: u64,
-    /// Store errors, each turned into a miss.
+    /// Failures, none of which reached a client: the store's, as its
+    /// layers count them (a Redis read, write, invalidation, replay or
+    /// publish refused or timed out, also when the entry was kept in
+    /// memory), or as the cache saw them when no layer counts its own;
+    /// and the cache's own (an entry the admission gate refused, a value
+    /// that cannot be serialised).
     pub errors: u64,
     /// Entries evicted for room, over all layers.
     pub evictions: u64,

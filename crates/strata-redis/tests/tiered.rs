@@ -888,3 +888,29 @@ async fn health_reports_a_maxmemory_policy_that_can_evict_index_sets() {
         }
     }
 }
+
+/// Every write Redis refuses counts at the top level, even when the tiered
+/// store kept the entry in memory and the request never noticed.
+#[tokio::test]
+async fn writes_redis_refuses_count_as_errors_at_the_top_level() {
+    let Some(server) =
+        RedisServer::start_with_args(&["--maxmemory", "1mb", "--maxmemory-policy", "noeviction"])
+    else {
+        return;
+    };
+    let cache = strata_core::Cache::builder()
+        .prefix("test", "tiered")
+        .store(Arc::new(tiered(&server.url()).await))
+        .build();
+    let handle = cache.handle();
+    let big = "x".repeat(2 << 20);
+    let value: String = handle
+        .get_or_compute("big", Duration::from_secs(60), || async { big.clone() })
+        .await;
+    assert_eq!(value.len(), big.len(), "the caller got its value");
+    let stats = handle.stats();
+    assert!(stats.errors >= 1, "{stats:?}");
+    assert!(!handle.health().await.is_ok());
+    handle.reset_stats();
+    assert_eq!(handle.stats().errors, 0, "reset counts from now");
+}
