@@ -568,7 +568,14 @@ impl RedisStore {
                     .await
             })
             .await?;
-        Ok(masters_of(&nodes).into_iter().map(Some).collect())
+        // A walk that skips a shard would leave its keys behind and still
+        // report success: refuse it, so the invalidation is kept and
+        // replayed once every shard answers.
+        let masters = masters_of(&nodes).map_err(|unreached| {
+            self.inner.errors.fetch_add(1, Ordering::Relaxed);
+            Error::Store(format!("redis SCAN: {unreached}"))
+        })?;
+        Ok(masters.into_iter().map(Some).collect())
     }
 
     /// Deletes every key matching `pattern` (and `keep`), walking with SCAN.
@@ -761,21 +768,113 @@ fn eviction_risk(settings: &[String]) -> Option<String> {
     })
 }
 
-/// `host:port` of every master in `CLUSTER NODES` output that is not failing.
-fn masters_of(nodes: &str) -> Vec<(String, u16)> {
-    nodes
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let flags = fields.get(2)?;
-            if !flags.contains("master") || flags.contains("fail") {
-                return None;
+/// `host:port` of every master in `CLUSTER NODES` output that answers,
+/// when together they serve every slot; otherwise why not (slots whose
+/// master is failing or suspected of failing, or that no master serves
+/// during a failover). A failed master that serves no slot any more (its
+/// replica took over) is left out and does not count.
+fn masters_of(nodes: &str) -> Result<Vec<(String, u16)>, String> {
+    const SLOTS: usize = 16384;
+    let mut served = vec![false; SLOTS];
+    let mut masters = Vec::new();
+    let mut failing = Vec::new();
+    for line in nodes.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let Some(flags) = fields.get(2) else {
+            continue;
+        };
+        if !flags.split(',').any(|flag| flag == "master") {
+            continue;
+        }
+        let address = fields
+            .get(1)
+            .and_then(|field| field.split('@').next())
+            .unwrap_or_default();
+        if flags.contains("fail") {
+            failing.push(address.to_owned());
+            continue;
+        }
+        let Some((host, port)) = address.rsplit_once(':') else {
+            continue;
+        };
+        let Ok(port) = port.parse::<u16>() else {
+            continue;
+        };
+        // Slot ranges follow the 8 fixed fields; `[...]` entries are
+        // slots being migrated, served by this master until they move.
+        for range in fields
+            .iter()
+            .skip(8)
+            .filter(|range| !range.starts_with('['))
+        {
+            let (first, last) = range.split_once('-').unwrap_or((range, range));
+            if let (Ok(first), Ok(last)) = (first.parse::<usize>(), last.parse::<usize>()) {
+                for slot in served.iter_mut().take(last.min(SLOTS - 1) + 1).skip(first) {
+                    *slot = true;
+                }
             }
-            let address = fields.get(1)?.split('@').next()?;
-            let (host, port) = address.rsplit_once(':')?;
-            Some((host.to_owned(), port.parse().ok()?))
-        })
-        .collect()
+        }
+        masters.push((host.to_owned(), port));
+    }
+    match served.iter().position(|served| !served) {
+        Some(slot) if failing.is_empty() => Err(format!("slot {slot} has no master that answers")),
+        Some(slot) => Err(format!(
+            "slot {slot} has no master that answers (failing: {})",
+            failing.join(", ")
+        )),
+        None => Ok(masters),
+    }
+}
+
+#[cfg(test)]
+mod cluster_tests {
+    use super::masters_of;
+
+    const HEALTHY: &str = "\
+a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+a2 127.0.0.1:7001@17001 master - 0 0 2 connected 5461-10922
+a3 127.0.0.1:7002@17002 master - 0 0 3 connected 10923-16383
+r1 127.0.0.1:7003@17003 slave a1 0 0 1 connected
+";
+
+    #[test]
+    fn every_master_is_walked_when_all_slots_are_served() {
+        assert_eq!(
+            masters_of(HEALTHY).unwrap(),
+            [
+                ("127.0.0.1".to_owned(), 7000),
+                ("127.0.0.1".to_owned(), 7001),
+                ("127.0.0.1".to_owned(), 7002)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failing_master_or_unserved_slots_refuse_the_walk() {
+        let failing = HEALTHY.replace(
+            "a2 127.0.0.1:7001@17001 master",
+            "a2 127.0.0.1:7001@17001 master,fail",
+        );
+        let error = masters_of(&failing).unwrap_err();
+        assert!(error.contains("7001") && error.contains("fail"), "{error}");
+        let suspected = HEALTHY.replace(
+            "a3 127.0.0.1:7002@17002 master",
+            "a3 127.0.0.1:7002@17002 master,fail?",
+        );
+        assert!(masters_of(&suspected).is_err());
+        // Mid-failover: the failed master is gone from the list, its slots
+        // not yet taken over.
+        let uncovered: String = HEALTHY
+            .lines()
+            .filter(|line| !line.starts_with("a2"))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let error = masters_of(&uncovered).unwrap_err();
+        assert!(error.contains("5461"), "{error}");
+        // A slot being migrated is still served by its master.
+        let migrating = HEALTHY.replace("0-5460", "0-5459 5460 [5460->-a2]");
+        assert!(masters_of(&migrating).is_ok());
+    }
 }
 
 /// Escapes the glob characters of `text` for `SCAN ... MATCH`.
@@ -861,18 +960,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn masters_are_read_from_cluster_nodes() {
+    fn masters_are_read_from_cluster_nodes_and_a_failed_one_without_slots_is_left_out() {
+        // a4 failed and its replica a3 took its slots over.
         let nodes = "\
 a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
 a2 127.0.0.1:7002@17002 master - 0 0 2 connected 5461-10922
-a3 127.0.0.1:7003@17003 slave a1 0 0 1 connected
+a3 127.0.0.1:7003@17003 master - 0 0 4 connected 10923-16383
 a4 127.0.0.1:7004@17004 master,fail - 0 0 3 disconnected
 ";
         assert_eq!(
-            masters_of(nodes),
+            masters_of(nodes).unwrap(),
             vec![
                 ("127.0.0.1".to_owned(), 7001),
-                ("127.0.0.1".to_owned(), 7002)
+                ("127.0.0.1".to_owned(), 7002),
+                ("127.0.0.1".to_owned(), 7003)
             ]
         );
     }

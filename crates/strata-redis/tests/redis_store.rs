@@ -442,3 +442,74 @@ async fn a_cache_refuses_a_store_built_for_another_prefix() {
         .try_build()
         .unwrap();
 }
+
+/// A master fails (and, with no replica, its slots go unserved): clear
+/// and prefix invalidation cannot reach its keys, so they report failure
+/// instead of success, and succeed again once it is back. (Before, the
+/// walk skipped the failing shard and reported success; its entries were
+/// served again when it returned.)
+#[tokio::test]
+async fn clear_and_prefix_invalidation_fail_while_a_shard_is_unreachable() {
+    let Some(mut cluster) = RedisCluster::start(3) else {
+        return;
+    };
+    let store = RedisStore::cluster(cluster.urls())
+        .prefix(PREFIX)
+        .op_timeout(Duration::from_millis(500))
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let entries: Vec<Entry> = (0..30)
+        .map(|i| response_entry(&format!("/api/shards/{i}/"), &[], None))
+        .collect();
+    for entry in &entries {
+        store.put(Arc::new(entry.clone())).await.unwrap();
+    }
+    let down = 2;
+    // An entry only the failing shard holds: a prefix naming it matches
+    // nothing on the shards that answer.
+    let only_there = entries
+        .iter()
+        .find(|entry| {
+            cluster.nodes()[down]
+                .command(&["EXISTS", &entry.key])
+                .to_string()
+                .trim()
+                == "1"
+        })
+        .expect("the shard that fails holds some entries")
+        .name
+        .clone();
+    cluster.nodes_mut()[down].stop();
+    // Wait until the others flag it failing (cluster-node-timeout 2 s).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let nodes = cluster.nodes()[0]
+            .command(&["CLUSTER", "NODES"])
+            .to_string();
+        if nodes.lines().any(|line| line.contains("master,fail ")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never flagged failing: {nodes}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for what in [Invalidation::Prefix(only_there), Invalidation::All] {
+        let result = store.invalidate(&what).await;
+        assert!(
+            result
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("no master")),
+            "{what:?}: {result:?}"
+        );
+    }
+
+    cluster.nodes_mut()[down].restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if store.invalidate(&Invalidation::All).await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "clear never succeeded again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
