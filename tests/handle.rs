@@ -405,3 +405,44 @@ async fn the_invalidation_index_does_not_outgrow_the_cache() {
     assert_eq!(handle.stats().entries, 0);
     assert_eq!(store.index_len(), 0);
 }
+
+/// The fences reach `get_or_compute` too: an invalidation that names the
+/// value while it is computed keeps that computation out of the store; one
+/// that names something else does not.
+#[tokio::test]
+async fn an_invalidation_during_get_or_compute_fences_only_the_value_it_names() {
+    for (what, named) in [("other key", false), ("tag", false), ("its key", true)] {
+        let handle = strata::Cache::builder().build().handle();
+        let (entered_tx, entered_rx) = tokio::sync::oneshot::channel::<()>();
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+        let computing = {
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                handle
+                    .get_or_compute("report:9", Duration::from_secs(60), || async move {
+                        entered_tx.send(()).unwrap();
+                        release_rx.await.unwrap();
+                        1u32
+                    })
+                    .await
+            })
+        };
+        entered_rx.await.unwrap();
+        match what {
+            "other key" => handle.invalidate_key("report:8").await.unwrap(),
+            "tag" => handle.invalidate_tag("reports").await.unwrap(),
+            _ => handle.invalidate_key("report:9").await.unwrap(),
+        };
+        release_tx.send(()).unwrap();
+        assert_eq!(
+            computing.await.unwrap(),
+            1,
+            "{what}: the caller gets its value"
+        );
+        let again: u32 = handle
+            .get_or_compute("report:9", Duration::from_secs(60), || async { 2 })
+            .await;
+        assert_eq!(again, if named { 2 } else { 1 }, "{what}");
+        assert_eq!(handle.stats().fenced, u64::from(named), "{what}");
+    }
+}
