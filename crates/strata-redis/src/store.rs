@@ -24,22 +24,28 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::try_join_all;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Script, Value};
 use sha2::{Digest, Sha256};
-use strata_core::key::{path_of, path_of_url};
+use strata_core::key::path_of;
 use strata_core::store::{BoxFuture, Health, Invalidation, Store, StoreStats};
 use strata_core::{Entry, Error};
 
 use crate::breaker::Breaker;
 use crate::envelope;
+
+mod builder;
+mod health;
+mod invalidate;
+mod walk;
+
+pub use builder::RedisStoreBuilder;
 
 /// The default bound on one Redis operation: 50 ms. A slower answer is a
 /// miss (and counts towards opening the circuit breaker).
@@ -127,100 +133,6 @@ impl fmt::Debug for RedisStore {
     }
 }
 
-/// Builds a [`RedisStore`].
-#[derive(Debug, Clone)]
-pub struct RedisStoreBuilder {
-    nodes: Vec<String>,
-    cluster: bool,
-    prefix: String,
-    op_timeout: Duration,
-    connect_timeout: Duration,
-    breaker_threshold: u32,
-    breaker_cooldown: Duration,
-}
-
-impl RedisStoreBuilder {
-    /// The cache's key prefix (`{app}:{env}:`, as
-    /// [`KeyBuilder::prefix`](strata_core::KeyBuilder::prefix) gives it):
-    /// index keys live under it, and prefix and clear-all invalidation only
-    /// ever touch keys under it. Required: an empty prefix is refused.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// The bound on one operation (default [`DEFAULT_OP_TIMEOUT`]).
-    pub fn op_timeout(mut self, timeout: Duration) -> Self {
-        self.op_timeout = timeout;
-        self
-    }
-
-    /// The bound on connecting (default [`DEFAULT_CONNECT_TIMEOUT`]).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Failures in a row that open the breaker, and how long it stays open
-    /// (defaults [`DEFAULT_BREAKER_THRESHOLD`], [`DEFAULT_BREAKER_COOLDOWN`]).
-    pub fn breaker(mut self, threshold: u32, cooldown: Duration) -> Self {
-        self.breaker_threshold = threshold;
-        self.breaker_cooldown = cooldown;
-        self
-    }
-
-    /// Builds the store without connecting. Call it inside a tokio runtime.
-    pub fn build(self) -> Result<RedisStore, Error> {
-        if self.prefix.is_empty() {
-            return Err(Error::Config(
-                "a RedisStore needs the cache's key prefix".to_owned(),
-            ));
-        }
-        let conn = if self.cluster {
-            let client = ClusterClient::builder(self.nodes.iter().cloned())
-                .connection_timeout(self.connect_timeout)
-                .response_timeout(self.op_timeout)
-                .retries(1)
-                .build()
-                .map_err(|e| Error::Config(format!("redis cluster {:?}: {e}", self.nodes)))?;
-            Conn::Cluster(Box::new(ClusterConn {
-                client,
-                connection: tokio::sync::OnceCell::new(),
-                connect_timeout: self.connect_timeout,
-            }))
-        } else {
-            let url = self.nodes.first().cloned().unwrap_or_default();
-            let client = redis::Client::open(url.as_str())
-                .map_err(|e| Error::Config(format!("redis url {url:?}: {e}")))?;
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(self.connect_timeout))
-                .set_response_timeout(Some(self.op_timeout))
-                .set_number_of_retries(2)
-                .set_max_delay(Duration::from_millis(200));
-            let manager = ConnectionManager::new_lazy_with_config(client, config)
-                .map_err(|e| Error::Config(format!("redis {url:?}: {e}")))?;
-            Conn::Single(manager)
-        };
-        Ok(RedisStore {
-            inner: Arc::new(Inner {
-                conn,
-                nodes: self.nodes,
-                connect_timeout: self.connect_timeout,
-                prefix: self.prefix,
-                op_timeout: self.op_timeout,
-                breaker: Breaker::new(self.breaker_threshold, self.breaker_cooldown),
-                index_add: Script::new(INDEX_ADD),
-                index_take: Script::new(INDEX_TAKE),
-                hits: AtomicU64::new(0),
-                misses: AtomicU64::new(0),
-                errors: AtomicU64::new(0),
-                eviction_warned: std::sync::atomic::AtomicBool::new(false),
-                corrupt: AtomicU64::new(0),
-            }),
-        })
-    }
-}
-
 /// A connection handle for one operation: a clone of the shared,
 /// multiplexed connection.
 #[derive(Clone)]
@@ -277,15 +189,7 @@ impl RedisStore {
     }
 
     fn builder(nodes: Vec<String>, cluster: bool) -> RedisStoreBuilder {
-        RedisStoreBuilder {
-            nodes,
-            cluster,
-            prefix: String::new(),
-            op_timeout: DEFAULT_OP_TIMEOUT,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            breaker_threshold: DEFAULT_BREAKER_THRESHOLD,
-            breaker_cooldown: DEFAULT_BREAKER_COOLDOWN,
-        }
+        RedisStoreBuilder::new(nodes, cluster)
     }
 
     /// Whether the circuit breaker is open (Redis considered unreachable).
@@ -505,161 +409,6 @@ impl RedisStore {
         .await
     }
 
-    /// Deletes keys; returns how many existed.
-    async fn delete_keys(&self, keys: &[String]) -> Result<u64, Error> {
-        if keys.is_empty() {
-            return Ok(0);
-        }
-        let cluster = matches!(self.inner.conn, Conn::Cluster(_));
-        let mut deleted = 0;
-        for chunk in keys.chunks(DELETE_BATCH) {
-            deleted += self
-                .run("DEL", |conn| async move {
-                    if cluster {
-                        // One key per command: keys of a chunk live in many slots.
-                        let deletions: Vec<_> = chunk
-                            .iter()
-                            .cloned()
-                            .map(|key| {
-                                let mut conn = conn.clone();
-                                async move {
-                                    redis::cmd("DEL")
-                                        .arg(key)
-                                        .query_async::<u64>(&mut conn)
-                                        .await
-                                }
-                            })
-                            .collect();
-                        let counts = try_join_all(deletions).await?;
-                        Ok(counts.into_iter().sum::<u64>())
-                    } else {
-                        let mut conn = conn;
-                        redis::cmd("DEL")
-                            .arg(chunk)
-                            .query_async::<u64>(&mut conn)
-                            .await
-                    }
-                })
-                .await?;
-        }
-        Ok(deleted)
-    }
-
-    async fn take_index(&self, index: String) -> Result<u64, Error> {
-        let take = &self.inner.index_take;
-        let members: Vec<String> = self
-            .run("take index", |mut conn| async move {
-                take.key(&index).invoke_async(&mut conn).await
-            })
-            .await?;
-        self.delete_keys(&members).await
-    }
-
-    /// The masters to scan: the one server, or every master of the cluster.
-    async fn scan_targets(&self) -> Result<Vec<Option<(String, u16)>>, Error> {
-        if matches!(self.inner.conn, Conn::Single(_)) {
-            return Ok(vec![None]);
-        }
-        let nodes: String = self
-            .run("CLUSTER NODES", |mut conn| async move {
-                redis::cmd("CLUSTER")
-                    .arg("NODES")
-                    .query_async(&mut conn)
-                    .await
-            })
-            .await?;
-        // A walk that skips a shard would leave its keys behind and still
-        // report success: refuse it, so the invalidation is kept and
-        // replayed once every shard answers.
-        let masters = masters_of(&nodes).map_err(|unreached| {
-            self.inner.errors.fetch_add(1, Ordering::Relaxed);
-            Error::Store(format!("redis SCAN: {unreached}"))
-        })?;
-        Ok(masters.into_iter().map(Some).collect())
-    }
-
-    /// Deletes every key matching `pattern` (and `keep`), walking with SCAN.
-    async fn scan_delete(&self, pattern: &str, keep: impl Fn(&str) -> bool) -> Result<u64, Error> {
-        let mut deleted = 0;
-        for target in self.scan_targets().await? {
-            let mut cursor: u64 = 0;
-            loop {
-                let target = target.clone();
-                let (next, keys): (u64, Vec<String>) = self
-                    .run("SCAN", |mut conn| async move {
-                        let mut scan = redis::cmd("SCAN");
-                        scan.arg(cursor)
-                            .arg("MATCH")
-                            .arg(pattern)
-                            .arg("COUNT")
-                            .arg(1000);
-                        match (&mut conn, target) {
-                            (Handle::Cluster(cluster), Some((host, port))) => {
-                                let routing =
-                                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                                        host,
-                                        port,
-                                    });
-                                let value = cluster.route_command(scan, routing).await?;
-                                Ok(redis::from_redis_value(value)?)
-                            }
-                            _ => scan.query_async(&mut conn).await,
-                        }
-                    })
-                    .await?;
-                let keys: Vec<String> = keys.into_iter().filter(|key| keep(key)).collect();
-                deleted += self.delete_keys(&keys).await?;
-                cursor = next;
-                if cursor == 0 {
-                    break;
-                }
-            }
-        }
-        Ok(deleted)
-    }
-
-    /// Drops what `what` names.
-    pub async fn invalidate_entries(&self, what: &Invalidation) -> Result<u64, Error> {
-        let prefix = &self.inner.prefix;
-        match what {
-            Invalidation::Key(key) => self.delete_keys(std::slice::from_ref(key)).await,
-            Invalidation::Url(url) => {
-                self.take_index(self.index_key('p', &path_of_url(url)))
-                    .await
-            }
-            Invalidation::Tag(tag) => self.take_index(self.index_key('t', tag)).await,
-            Invalidation::Tags(tags) => {
-                let mut total = 0;
-                for tag in tags {
-                    total += self.take_index(self.index_key('t', tag)).await?;
-                }
-                Ok(total)
-            }
-            Invalidation::User(user) => self.take_index(self.index_key('u', user)).await,
-            Invalidation::Prefix(name) => {
-                let http = format!("{}http:{}*", glob_escape(prefix), glob_escape(name));
-                let values = format!("{}{}*", glob_escape(prefix), glob_escape(name));
-                // The value walk must not reach HTTP entries or index sets
-                // that merely start with the same letters (`"h"` would
-                // otherwise match every `http:` key), as the memory store,
-                // which matches names, would not.
-                let http_keys = format!("{prefix}http:");
-                let index_keys = format!("{prefix}~");
-                let is_value =
-                    |key: &str| !key.starts_with(&http_keys) && !key.starts_with(&index_keys);
-                Ok(self.scan_delete(&http, |_| true).await?
-                    + self.scan_delete(&values, is_value).await?)
-            }
-            Invalidation::All => {
-                self.scan_delete(&format!("{}*", glob_escape(prefix)), |_| true)
-                    .await
-            }
-            other => Err(Error::Store(format!(
-                "redis: unsupported invalidation {other:?}"
-            ))),
-        }
-    }
-
     /// Figures this store counts itself.
     pub fn snapshot(&self) -> StoreStats {
         let inner = &self.inner;
@@ -675,218 +424,6 @@ impl RedisStore {
             expirations: 0,
         }
     }
-
-    /// Probes Redis directly (past the breaker) with a write: a short-lived
-    /// key under the prefix, so a Redis that answers but refuses writes
-    /// (`maxmemory` reached under `noeviction`, a read-only replica, an
-    /// ACL) is reported as failing, as it is for the cache. A success
-    /// closes the breaker.
-    pub async fn probe(&self) -> Health {
-        let started = Instant::now();
-        let key = format!("{}~health", self.inner.prefix);
-        let ping = async {
-            let mut conn = self.handle().await?;
-            redis::cmd("SET")
-                .arg(&key)
-                .arg("1")
-                .arg("PX")
-                .arg(1000)
-                .query_async::<()>(&mut conn)
-                .await
-        };
-        let result = tokio::time::timeout(
-            self.inner.op_timeout.max(Duration::from_millis(1)) * 4,
-            ping,
-        )
-        .await;
-        let latency = started.elapsed();
-        let error = match result {
-            Ok(Ok(_)) => {
-                self.inner.breaker.success();
-                self.eviction_risk().await
-            }
-            Ok(Err(error)) => Some(error.to_string()),
-            Err(_) => Some("timed out".to_owned()),
-        };
-        Health {
-            layer: "redis",
-            ok: error.is_none(),
-            latency,
-            error,
-        }
-    }
-}
-
-impl RedisStore {
-    /// Why Redis may evict what invalidation relies on, if it may: with a
-    /// `maxmemory` and any `maxmemory-policy` but `noeviction`, Redis can
-    /// evict the index sets (they are rarely read) and keep the entries
-    /// they list, and an invalidation then misses those entries. `None`
-    /// when the settings are safe, or cannot be read (`CONFIG` disabled,
-    /// as on some managed services).
-    async fn eviction_risk(&self) -> Option<String> {
-        let read = async {
-            let mut conn = self.handle().await?;
-            redis::cmd("CONFIG")
-                .arg("GET")
-                .arg("maxmemory")
-                .arg("maxmemory-policy")
-                .query_async::<Vec<String>>(&mut conn)
-                .await
-        };
-        let bound = self.inner.op_timeout.max(Duration::from_millis(1)) * 4;
-        let Ok(Ok(settings)) = tokio::time::timeout(bound, read).await else {
-            return None;
-        };
-        let risk = eviction_risk(&settings);
-        if let Some(risk) = &risk
-            && !self.inner.eviction_warned.swap(true, Ordering::Relaxed)
-        {
-            tracing::warn!("{risk}");
-        }
-        risk
-    }
-}
-
-/// See [`RedisStore::eviction_risk`]: `settings` is the reply of `CONFIG
-/// GET maxmemory maxmemory-policy`, names and values in turn.
-fn eviction_risk(settings: &[String]) -> Option<String> {
-    let get = |name: &str| {
-        settings
-            .chunks(2)
-            .find(|pair| pair[0].eq_ignore_ascii_case(name))
-            .and_then(|pair| pair.get(1))
-    };
-    let limited = get("maxmemory").is_some_and(|bytes| bytes.trim() != "0");
-    let policy = get("maxmemory-policy")?;
-    (limited && policy != "noeviction").then(|| {
-        format!(
-            "maxmemory-policy {policy} may evict the invalidation index sets, and an \
-             invalidation then misses their entries: use noeviction (or no maxmemory) \
-             for the cache's Redis"
-        )
-    })
-}
-
-/// `host:port` of every master in `CLUSTER NODES` output that answers,
-/// when together they serve every slot; otherwise why not (slots whose
-/// master is failing or suspected of failing, or that no master serves
-/// during a failover). A failed master that serves no slot any more (its
-/// replica took over) is left out and does not count.
-fn masters_of(nodes: &str) -> Result<Vec<(String, u16)>, String> {
-    const SLOTS: usize = 16384;
-    let mut served = vec![false; SLOTS];
-    let mut masters = Vec::new();
-    let mut failing = Vec::new();
-    for line in nodes.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let Some(flags) = fields.get(2) else {
-            continue;
-        };
-        if !flags.split(',').any(|flag| flag == "master") {
-            continue;
-        }
-        let address = fields
-            .get(1)
-            .and_then(|field| field.split('@').next())
-            .unwrap_or_default();
-        if flags.contains("fail") {
-            failing.push(address.to_owned());
-            continue;
-        }
-        let Some((host, port)) = address.rsplit_once(':') else {
-            continue;
-        };
-        let Ok(port) = port.parse::<u16>() else {
-            continue;
-        };
-        // Slot ranges follow the 8 fixed fields; `[...]` entries are
-        // slots being migrated, served by this master until they move.
-        for range in fields
-            .iter()
-            .skip(8)
-            .filter(|range| !range.starts_with('['))
-        {
-            let (first, last) = range.split_once('-').unwrap_or((range, range));
-            if let (Ok(first), Ok(last)) = (first.parse::<usize>(), last.parse::<usize>()) {
-                for slot in served.iter_mut().take(last.min(SLOTS - 1) + 1).skip(first) {
-                    *slot = true;
-                }
-            }
-        }
-        masters.push((host.to_owned(), port));
-    }
-    match served.iter().position(|served| !served) {
-        Some(slot) if failing.is_empty() => Err(format!("slot {slot} has no master that answers")),
-        Some(slot) => Err(format!(
-            "slot {slot} has no master that answers (failing: {})",
-            failing.join(", ")
-        )),
-        None => Ok(masters),
-    }
-}
-
-#[cfg(test)]
-mod cluster_tests {
-    use super::masters_of;
-
-    const HEALTHY: &str = "\
-a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
-a2 127.0.0.1:7001@17001 master - 0 0 2 connected 5461-10922
-a3 127.0.0.1:7002@17002 master - 0 0 3 connected 10923-16383
-r1 127.0.0.1:7003@17003 slave a1 0 0 1 connected
-";
-
-    #[test]
-    fn every_master_is_walked_when_all_slots_are_served() {
-        assert_eq!(
-            masters_of(HEALTHY).unwrap(),
-            [
-                ("127.0.0.1".to_owned(), 7000),
-                ("127.0.0.1".to_owned(), 7001),
-                ("127.0.0.1".to_owned(), 7002)
-            ]
-        );
-    }
-
-    #[test]
-    fn a_failing_master_or_unserved_slots_refuse_the_walk() {
-        let failing = HEALTHY.replace(
-            "a2 127.0.0.1:7001@17001 master",
-            "a2 127.0.0.1:7001@17001 master,fail",
-        );
-        let error = masters_of(&failing).unwrap_err();
-        assert!(error.contains("7001") && error.contains("fail"), "{error}");
-        let suspected = HEALTHY.replace(
-            "a3 127.0.0.1:7002@17002 master",
-            "a3 127.0.0.1:7002@17002 master,fail?",
-        );
-        assert!(masters_of(&suspected).is_err());
-        // Mid-failover: the failed master is gone from the list, its slots
-        // not yet taken over.
-        let uncovered: String = HEALTHY
-            .lines()
-            .filter(|line| !line.starts_with("a2"))
-            .map(|line| format!("{line}\n"))
-            .collect();
-        let error = masters_of(&uncovered).unwrap_err();
-        assert!(error.contains("5461"), "{error}");
-        // A slot being migrated is still served by its master.
-        let migrating = HEALTHY.replace("0-5460", "0-5459 5460 [5460->-a2]");
-        assert!(masters_of(&migrating).is_ok());
-    }
-}
-
-/// Escapes the glob characters of `text` for `SCAN ... MATCH`.
-fn glob_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 impl Store for RedisStore {
@@ -916,70 +453,5 @@ impl Store for RedisStore {
 
     fn health(&self) -> BoxFuture<'_, Vec<Health>> {
         Box::pin(async move { vec![self.probe().await] })
-    }
-}
-
-#[cfg(test)]
-mod eviction_tests {
-    use super::eviction_risk;
-
-    fn settings(pairs: &[&str]) -> Vec<String> {
-        pairs.iter().map(|s| (*s).to_owned()).collect()
-    }
-
-    #[test]
-    fn only_noeviction_or_no_limit_is_safe() {
-        for (maxmemory, policy, risky) in [
-            ("0", "allkeys-lru", false),
-            ("104857600", "noeviction", false),
-            ("104857600", "allkeys-lru", true),
-            ("104857600", "volatile-lru", true),
-            ("104857600", "allkeys-random", true),
-            ("104857600", "volatile-ttl", true),
-        ] {
-            let risk = eviction_risk(&settings(&[
-                "maxmemory",
-                maxmemory,
-                "maxmemory-policy",
-                policy,
-            ]));
-            assert_eq!(risk.is_some(), risky, "{maxmemory} {policy}");
-            if let Some(risk) = risk {
-                assert!(
-                    risk.contains(policy) && risk.contains("noeviction"),
-                    "{risk}"
-                );
-            }
-        }
-        assert_eq!(eviction_risk(&[]), None, "unreadable: unknown, not failing");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn masters_are_read_from_cluster_nodes_and_a_failed_one_without_slots_is_left_out() {
-        // a4 failed and its replica a3 took its slots over.
-        let nodes = "\
-a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
-a2 127.0.0.1:7002@17002 master - 0 0 2 connected 5461-10922
-a3 127.0.0.1:7003@17003 master - 0 0 4 connected 10923-16383
-a4 127.0.0.1:7004@17004 master,fail - 0 0 3 disconnected
-";
-        assert_eq!(
-            masters_of(nodes).unwrap(),
-            vec![
-                ("127.0.0.1".to_owned(), 7001),
-                ("127.0.0.1".to_owned(), 7002),
-                ("127.0.0.1".to_owned(), 7003)
-            ]
-        );
-    }
-
-    #[test]
-    fn glob_characters_are_escaped() {
-        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
     }
 }
