@@ -42,16 +42,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
 use strata_core::store::{BoxFuture, Health, Invalidation, RemoteListener, Store, StoreStats};
 use strata_core::{Entry, Error, MemoryStore};
 use tokio::task::JoinHandle;
 
 use crate::store::RedisStore;
 
-/// How long the subscriber waits before reconnecting, at most.
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
+mod bus;
+mod replay;
 
 /// Memory in front of Redis, coherent across instances. Cloning is cheap.
 ///
@@ -121,13 +119,6 @@ impl fmt::Debug for TieredStore {
     }
 }
 
-/// What travels on the bus.
-#[derive(Debug, Serialize, Deserialize)]
-struct Message {
-    origin: String,
-    what: Invalidation,
-}
-
 impl TieredStore {
     /// `l1` in front of `l2`, and a subscriber task on `l2`'s Redis that
     /// keeps the L1 coherent. Call it inside a tokio runtime.
@@ -157,9 +148,9 @@ impl TieredStore {
                 published: AtomicU64::new(0),
             }),
         };
-        let task = runtime.spawn(subscribe(Arc::downgrade(&store.inner)));
+        let task = runtime.spawn(bus::subscribe(Arc::downgrade(&store.inner)));
         let _ = store.inner.subscriber.set(task);
-        let task = runtime.spawn(replay(Arc::downgrade(&store.inner)));
+        let task = runtime.spawn(replay::replay(Arc::downgrade(&store.inner)));
         let _ = store.inner.replayer.set(task);
         Ok(store)
     }
@@ -198,228 +189,6 @@ impl TieredStore {
         if !self.inner.send(what).await {
             self.inner.queue_unpublished(what.clone());
         }
-    }
-}
-
-/// Pending invalidations beyond this many collapse into one clear-all.
-const MAX_PENDING: usize = 1024;
-
-impl Inner {
-    /// Publishes `what` on the bus; whether Redis took the message.
-    async fn send(&self, what: &Invalidation) -> bool {
-        let message = Message {
-            origin: self.instance.clone(),
-            what: what.clone(),
-        };
-        let Ok(payload) = serde_json::to_string(&message) else {
-            return true;
-        };
-        match self.l2.publish(&self.channel, &payload).await {
-            Ok(()) => {
-                self.published.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            Err(error) => {
-                tracing::warn!(%error, "invalidation not published; it will be resent");
-                false
-            }
-        }
-    }
-
-    fn queue_unpublished(&self, what: Invalidation) {
-        let mut queue = self.unpublished.lock().unwrap_or_else(|p| p.into_inner());
-        if queue.len() >= MAX_PENDING || what == Invalidation::All {
-            queue.clear();
-            queue.push(Invalidation::All);
-        } else if !queue.contains(&what) && !queue.contains(&Invalidation::All) {
-            queue.push(what);
-        }
-    }
-
-    /// Resends what could not be published, oldest first, until a send
-    /// fails again; whether nothing is left.
-    async fn resend(&self) -> bool {
-        let queued: Vec<Invalidation> = self
-            .unpublished
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let mut sent = 0;
-        for what in &queued {
-            if !self.send(what).await {
-                break;
-            }
-            sent += 1;
-        }
-        let mut queue = self.unpublished.lock().unwrap_or_else(|p| p.into_inner());
-        if sent > 0 && queue.get(..sent) == queued.get(..sent) {
-            queue.drain(..sent);
-        }
-        sent == queued.len()
-    }
-
-    fn defer(&self, what: Invalidation) {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if pending.len() >= MAX_PENDING || what == Invalidation::All {
-            pending.clear();
-            pending.push(Invalidation::All);
-        } else if !pending.contains(&Invalidation::All) && !pending.contains(&what) {
-            pending.push(what);
-        }
-    }
-
-    fn has_pending(&self) -> bool {
-        !self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty()
-    }
-
-    fn set_trusted(&self, trusted: bool) {
-        // Flush on both edges: entries filled while untrusted may have
-        // missed invalidations, and so may entries from before a loss.
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.l1.invalidate_now(&Invalidation::All);
-        self.trusted.store(trusted, Ordering::Release);
-    }
-
-    async fn on_message(&self, payload: &[u8]) {
-        let Ok(message) = serde_json::from_slice::<Message>(payload) else {
-            tracing::warn!("ignoring a malformed bus message");
-            return;
-        };
-        if message.origin == self.instance {
-            return;
-        }
-        self.received.fetch_add(1, Ordering::Relaxed);
-        // Fence first: a fill of ours that writes after this sees the
-        // invalidation and writes nothing; one already writing is waited
-        // for below. Then drop what L1 holds.
-        let wait = self
-            .listener
-            .get()
-            .and_then(|listener| listener(&message.what));
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.l1.invalidate_now(&message.what);
-        if let Some(fills_done) = wait {
-            // Fills of ours were writing while the other instance removed
-            // the entries: their writes may have landed after it. Remove
-            // again, once they are done (without publishing again).
-            fills_done.await;
-            if let Err(error) = self.l2.invalidate_entries(&message.what).await {
-                tracing::warn!(%error, "repeating a remote invalidation failed");
-            }
-            // After Redis, as in `invalidate`.
-            self.epoch.fetch_add(1, Ordering::SeqCst);
-            self.l1.invalidate_now(&message.what);
-        }
-    }
-}
-
-/// Replays invalidations Redis refused, oldest first, until it takes them;
-/// each one taken is published again, since other instances may have
-/// copied the entries it names while it was pending. Also resends the
-/// publishes that failed after Redis took their invalidation. Every tick drains as
-/// many as Redis takes (duplicates once), so a backlog clears in one round
-/// of Redis calls once Redis answers, not one invalidation per tick.
-async fn replay(inner: std::sync::Weak<Inner>) {
-    // A publish Redis keeps refusing (an ACL, say) is resent once a
-    // second, not every tick: each failure counts toward the breaker that
-    // guards every other Redis call.
-    let mut resend_at = Instant::now();
-    loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let Some(strong) = inner.upgrade() else {
-            return;
-        };
-        if Instant::now() >= resend_at && !strong.resend().await {
-            resend_at = Instant::now() + Duration::from_secs(1);
-        }
-        let queued: Vec<Invalidation> = strong
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let mut taken: Vec<Invalidation> = Vec::new();
-        // How many queued invalidations were handled: taken, or repeats of
-        // one taken.
-        let mut handled = 0;
-        for what in &queued {
-            if !taken.contains(what) {
-                if strong.l2.invalidate_entries(what).await.is_err() {
-                    // Redis still refuses: the rest waits for the next
-                    // tick, in order.
-                    break;
-                }
-                strong.epoch.fetch_add(1, Ordering::SeqCst);
-                strong.l1.invalidate_now(what);
-                taken.push(what.clone());
-            }
-            handled += 1;
-        }
-        if handled == 0 {
-            continue;
-        }
-        let store = TieredStore {
-            inner: Arc::clone(&strong),
-        };
-        for what in &taken {
-            store.publish(what).await;
-        }
-        // The queue only grows at its end, unless it collapsed into one
-        // clear-all meanwhile (then that stays, to be replayed).
-        let mut pending = strong.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if pending.get(..handled) == queued.get(..handled) {
-            pending.drain(..handled);
-        }
-    }
-}
-
-/// The subscriber: keeps one pub/sub connection on the bus channel,
-/// reconnecting with backoff, and marks L1 trusted only while it is alive.
-async fn subscribe(inner: std::sync::Weak<Inner>) {
-    let mut backoff = Duration::from_millis(50);
-    let mut node = 0usize;
-    loop {
-        let Some(strong) = inner.upgrade() else {
-            return;
-        };
-        let nodes = strong.l2.nodes().to_vec();
-        let channel = strong.channel.clone();
-        let connect_timeout = strong.l2.connect_timeout().max(Duration::from_millis(100));
-        drop(strong);
-        let url = nodes
-            .get(node % nodes.len().max(1))
-            .cloned()
-            .unwrap_or_default();
-        node += 1;
-        let pubsub = async {
-            let client = redis::Client::open(url.as_str())?;
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        if let Ok(Ok(mut pubsub)) = tokio::time::timeout(connect_timeout, pubsub).await {
-            backoff = Duration::from_millis(50);
-            if let Some(strong) = inner.upgrade() {
-                strong.set_trusted(true);
-            }
-            let mut messages = pubsub.on_message();
-            while let Some(message) = messages.next().await {
-                let Some(strong) = inner.upgrade() else {
-                    return;
-                };
-                strong.on_message(message.get_payload_bytes()).await;
-            }
-            let Some(strong) = inner.upgrade() else {
-                return;
-            };
-            tracing::warn!("invalidation bus lost; not using process memory until it is back");
-            strong.set_trusted(false);
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
