@@ -1,25 +1,36 @@
 //! [`RedisStore`]: entries in Redis or Redis Cluster, with tag, user and
-//! URL indexes that expire with the entries they name.
+//! URL-path indexes that track the entries they name.
 //!
 //! # Layout
 //!
 //! ```text
-//! {key}                      the entry's envelope, PX = ttl + stale
-//! {prefix}~i:t:{tag}         SET of keys carrying the tag
-//! {prefix}~i:u:{user}        SET of keys of the user
-//! {prefix}~i:p:{path}        SET of keys under the URL path
+//! {key}                          the entry's envelope, PX = ttl + stale
+//! {prefix}~i:{t:tag}             ZSET of keys carrying the tag, scored by expiry
+//! {prefix}~i:{u:user}            ZSET of keys of the user
+//! {prefix}~i:{p:path}            ZSET of keys under the URL path
+//! {prefix}~i:{t:tag}~taking      an index being invalidated (same slot)
 //! ```
 //!
-//! Every index set is given at least the retention of the newest member it
-//! received (`PEXPIRE`, only ever lengthened), so it never outlives the
-//! entries it names by more than that and memory stays bounded without a
-//! sweeper. Invalidating a tag (user, path) takes the set's members and
-//! deletes the set in one Lua script on the set's own key, so two
-//! invalidations never both miss a member and a member added later starts
-//! a new set; then the members are deleted. Each command touches one key,
-//! so every step is valid in Redis Cluster, where entries and sets live in
-//! different slots. Prefix and clear-all invalidation walk the keyspace
-//! with `SCAN ... MATCH` on every master; never `KEYS`.
+//! An entry is written first and registered in its indexes second, so an
+//! index can name an entry that is gone (harmless) but an entry stored
+//! without its indexes is deleted again at once (see [`write`]). Each
+//! registration prunes members that have expired, and the index lives as
+//! long as its longest-lived member: index memory tracks live entries with
+//! no sweeper. Invalidating a tag (user, path) claims the index and drains
+//! it in chunks, in steps that a retry can repeat (see [`index`]). Each
+//! command touches one slot, so every step is valid in Redis Cluster, where
+//! entries and indexes live in different slots. Prefix and clear-all
+//! invalidation walk the keyspace with `SCAN ... MATCH` on every master;
+//! never `KEYS`.
+//!
+//! # What Redis must be configured with
+//!
+//! Invalidation relies on the indexes: a Redis that evicts them under
+//! memory pressure (`maxmemory` with any `maxmemory-policy` but
+//! `noeviction`) keeps entries no invalidation can reach. Use
+//! `noeviction` with a `maxmemory` (writes then fail, and are counted, once
+//! it is full; nothing is kept unreachable) or no `maxmemory`. The health
+//! probe reports any other setting.
 
 use std::fmt;
 use std::sync::Arc;
@@ -27,13 +38,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::try_join_all;
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Script, Value};
-use sha2::{Digest, Sha256};
-use strata_core::key::path_of;
 use strata_core::store::{BoxFuture, Health, Invalidation, Store, StoreStats};
 use strata_core::{Entry, Error};
 
@@ -42,8 +50,10 @@ use crate::envelope;
 
 mod builder;
 mod health;
+mod index;
 mod invalidate;
 mod walk;
+mod write;
 
 pub use builder::RedisStoreBuilder;
 
@@ -61,17 +71,6 @@ pub const DEFAULT_BREAKER_COOLDOWN: Duration = Duration::from_secs(1);
 const MAX_INDEX_KEY: usize = 200;
 /// Keys deleted per command or in flight at once.
 const DELETE_BATCH: usize = 256;
-
-const INDEX_ADD: &str = r"
-redis.call('SADD', KEYS[1], ARGV[1])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 1";
-
-const INDEX_TAKE: &str = r"
-local members = redis.call('SMEMBERS', KEYS[1])
-redis.call('DEL', KEYS[1])
-return members";
 
 /// Entries in Redis (standalone) or Redis Cluster.
 ///
@@ -97,7 +96,7 @@ struct Inner {
     op_timeout: Duration,
     breaker: Breaker,
     index_add: Script,
-    index_take: Script,
+    index_claim: Script,
     hits: AtomicU64,
     misses: AtomicU64,
     errors: AtomicU64,
@@ -173,6 +172,22 @@ fn store_error(what: &str, error: impl fmt::Display) -> Error {
     Error::Store(format!("redis {what}: {error}"))
 }
 
+/// A failed operation, and whether it may have reached Redis.
+struct Failed {
+    error: Error,
+    sent: bool,
+}
+
+impl Failed {
+    fn sent(error: Error) -> Self {
+        Self { error, sent: true }
+    }
+
+    fn unsent(error: Error) -> Self {
+        Self { error, sent: false }
+    }
+}
+
 impl RedisStore {
     /// A standalone Redis at `url` (`redis://host:port/db`).
     pub fn standalone(url: &str) -> RedisStoreBuilder {
@@ -235,10 +250,22 @@ impl RedisStore {
         F: FnOnce(Handle) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
+        self.attempt(what, op).await.map_err(|failed| failed.error)
+    }
+
+    /// Like [`run`](Self::run), telling a failure that never reached Redis
+    /// (the breaker was open, no connection could be made) from one whose
+    /// outcome is unknown: Redis may have run the operation and the answer
+    /// was lost (a timeout, a dropped connection) or refused it.
+    async fn attempt<T, F, Fut>(&self, what: &'static str, op: F) -> Result<T, Failed>
+    where
+        F: FnOnce(Handle) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
         let inner = &self.inner;
         if !inner.breaker.allow() {
             inner.errors.fetch_add(1, Ordering::Relaxed);
-            return Err(Error::Store(format!("redis {what}: circuit open")));
+            return Err(Failed::unsent(store_error(what, "circuit open")));
         }
         // Connecting (the cluster connection is made on first use) has its
         // own bound; the operation itself gets `op_timeout`.
@@ -246,12 +273,12 @@ impl RedisStore {
             Ok(Ok(handle)) => {
                 let bound = inner.op_timeout.max(Duration::from_millis(1));
                 match tokio::time::timeout(bound, op(handle)).await {
-                    Ok(result) => result.map_err(|e| store_error(what, e)),
-                    Err(_) => Err(store_error(what, "timed out")),
+                    Ok(result) => result.map_err(|e| Failed::sent(store_error(what, e))),
+                    Err(_) => Err(Failed::sent(store_error(what, "timed out"))),
                 }
             }
-            Ok(Err(error)) => Err(store_error(what, error)),
-            Err(_) => Err(store_error(what, "connect timed out")),
+            Ok(Err(error)) => Err(Failed::unsent(store_error(what, error))),
+            Err(_) => Err(Failed::unsent(store_error(what, "connect timed out"))),
         };
         match &result {
             Ok(_) => inner.breaker.success(),
@@ -261,29 +288,6 @@ impl RedisStore {
             }
         }
         result
-    }
-
-    fn index_key(&self, kind: char, value: &str) -> String {
-        let mut key = String::with_capacity(self.inner.prefix.len() + 5 + value.len());
-        key.push_str(&self.inner.prefix);
-        key.push_str("~i:");
-        key.push(kind);
-        key.push(':');
-        if self.inner.prefix.len() + 5 + value.len() > MAX_INDEX_KEY {
-            key.push_str(&hex::encode(Sha256::digest(value.as_bytes())));
-        } else {
-            key.push_str(value);
-        }
-        key
-    }
-
-    fn index_keys(&self, entry: &Entry) -> Vec<String> {
-        let mut keys: Vec<String> = entry.tags.iter().map(|t| self.index_key('t', t)).collect();
-        if let Some(user) = &entry.user {
-            keys.push(self.index_key('u', user));
-        }
-        keys.push(self.index_key('p', path_of(&entry.name)));
-        keys
     }
 
     /// Reads and decodes one entry; a value that is not an envelope is
@@ -365,48 +369,6 @@ impl RedisStore {
     /// The connect timeout.
     pub(crate) fn connect_timeout(&self) -> Duration {
         self.inner.connect_timeout
-    }
-
-    /// Writes one entry and registers it in its indexes.
-    pub async fn put_entry(&self, entry: &Entry) -> Result<(), Error> {
-        let millis = u64::try_from(entry.retention().as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        let value = envelope::encode(entry);
-        let indexes = self.index_keys(entry);
-        let key = entry.key.as_str();
-        let add = &self.inner.index_add;
-        self.run("SET", |conn| async move {
-            let mut set_conn = conn.clone();
-            let set = async move {
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg(value.as_ref())
-                    .arg("PX")
-                    .arg(millis)
-                    .query_async::<()>(&mut set_conn)
-                    .await
-            };
-            let registrations: Vec<_> = indexes
-                .into_iter()
-                .map(|index| {
-                    let mut conn = conn.clone();
-                    let key = key.to_owned();
-                    async move {
-                        add.key(index)
-                            .arg(key)
-                            .arg(millis)
-                            .invoke_async::<()>(&mut conn)
-                            .await
-                    }
-                })
-                .collect();
-            let (set, registered) =
-                futures_util::future::join(set, try_join_all(registrations)).await;
-            set?;
-            registered.map(|_| ())
-        })
-        .await
     }
 
     /// Figures this store counts itself.

@@ -240,7 +240,14 @@ impl Store for TieredStore {
 
     fn put(&self, entry: Arc<Entry>) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async move {
-            let remote = self.inner.l2.put_entry(&entry).await;
+            let remote = self.inner.l2.write_entry(&entry).await.map_err(|failed| {
+                if failed.stray {
+                    // A copy Redis may hold that no index names: delete it
+                    // before this instance reads Redis again.
+                    self.inner.defer(Invalidation::Key(entry.key.clone()));
+                }
+                failed.error
+            });
             if !self.is_subscribed() {
                 return remote;
             }

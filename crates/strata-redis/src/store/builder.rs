@@ -10,9 +10,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use strata_core::Error;
 
+use super::index::{INDEX_ADD, INDEX_CLAIM};
 use super::{
     ClusterConn, Conn, DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD,
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_OP_TIMEOUT, INDEX_ADD, INDEX_TAKE, Inner, RedisStore,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_OP_TIMEOUT, Inner, RedisStore,
 };
 use crate::breaker::Breaker;
 
@@ -77,6 +78,14 @@ impl RedisStoreBuilder {
                 "a RedisStore needs the cache's key prefix".to_owned(),
             ));
         }
+        if self.cluster && empty_hash_tag(&self.prefix) {
+            // Every key would then hash whole, and an index and the key it
+            // is renamed to when taken would land in different slots.
+            return Err(Error::Config(format!(
+                "redis cluster prefix {:?}: its first `{{` is followed by `}}`, an empty hash tag",
+                self.prefix
+            )));
+        }
         let conn = if self.cluster {
             let client = ClusterClient::builder(self.nodes.iter().cloned())
                 .connection_timeout(self.connect_timeout)
@@ -111,7 +120,7 @@ impl RedisStoreBuilder {
                 op_timeout: self.op_timeout,
                 breaker: Breaker::new(self.breaker_threshold, self.breaker_cooldown),
                 index_add: Script::new(INDEX_ADD),
-                index_take: Script::new(INDEX_TAKE),
+                index_claim: Script::new(INDEX_CLAIM),
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
@@ -119,5 +128,28 @@ impl RedisStoreBuilder {
                 corrupt: AtomicU64::new(0),
             }),
         })
+    }
+}
+
+/// Whether a key starting with `prefix` has an empty hash tag (its first
+/// `{` is directly followed by `}`), so Redis Cluster hashes it whole.
+fn empty_hash_tag(prefix: &str) -> bool {
+    prefix
+        .find('{')
+        .is_some_and(|open| prefix[open + 1..].starts_with('}'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::empty_hash_tag;
+
+    #[test]
+    fn empty_hash_tags_are_found() {
+        assert!(empty_hash_tag("app{}:"));
+        assert!(empty_hash_tag("{}{x}:"));
+        assert!(!empty_hash_tag("app:"));
+        assert!(!empty_hash_tag("{app}:"));
+        assert!(!empty_hash_tag("app{:"));
+        assert!(!empty_hash_tag("a{b}{}:"));
     }
 }

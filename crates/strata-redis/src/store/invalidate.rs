@@ -1,5 +1,5 @@
-//! Invalidation in Redis: taking an index set and deleting its members,
-//! in batches; prefix and clear-all through the keyspace walk.
+//! Invalidation in Redis: deleting keys in batches, taking an index (see
+//! `index`), prefix and clear-all through the keyspace walk.
 
 use futures_util::future::try_join_all;
 use strata_core::Error;
@@ -47,16 +47,6 @@ impl RedisStore {
                 .await?;
         }
         Ok(deleted)
-    }
-
-    async fn take_index(&self, index: String) -> Result<u64, Error> {
-        let take = &self.inner.index_take;
-        let members: Vec<String> = self
-            .run("take index", |mut conn| async move {
-                take.key(&index).invoke_async(&mut conn).await
-            })
-            .await?;
-        self.delete_keys(&members).await
     }
 
     /// Drops what `what` names.

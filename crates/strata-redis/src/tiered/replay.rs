@@ -11,7 +11,7 @@ use super::bus::Message;
 use super::{Inner, TieredStore};
 
 /// Pending invalidations beyond this many collapse into one clear-all.
-const MAX_PENDING: usize = 1024;
+const MAX_PENDING: usize = 4096;
 
 impl Inner {
     /// Publishes `what` on the bus; whether Redis took the message.
