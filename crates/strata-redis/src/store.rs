@@ -101,6 +101,8 @@ struct Inner {
     misses: AtomicU64,
     errors: AtomicU64,
     corrupt: AtomicU64,
+    /// The last error an operation met, for health reports.
+    last_error: std::sync::Mutex<Option<String>>,
     /// Whether an eviction risk was logged already (see `eviction_risk`).
     eviction_warned: std::sync::atomic::AtomicBool,
 }
@@ -282,12 +284,23 @@ impl RedisStore {
         };
         match &result {
             Ok(_) => inner.breaker.success(),
-            Err(_) => {
+            Err(failed) => {
                 inner.errors.fetch_add(1, Ordering::Relaxed);
                 inner.breaker.failure();
+                *inner.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(failed.error.to_string());
             }
         }
         result
+    }
+
+    /// The last error a Redis operation of this store met, if any.
+    pub fn last_error(&self) -> Option<String> {
+        self.inner
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Reads and decodes one entry; a value that is not an envelope is

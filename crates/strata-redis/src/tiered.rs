@@ -327,8 +327,12 @@ impl Store for TieredStore {
                 layer: "invalidations",
                 ok: queued == 0 && unsent == 0,
                 latency: Duration::ZERO,
-                error: (queued + unsent > 0)
-                    .then(|| format!("{queued} queued for Redis, {unsent} not yet published")),
+                error: (queued + unsent > 0).then(|| {
+                    let last = self.inner.l2.last_error().unwrap_or_default();
+                    format!(
+                        "{queued} queued for Redis, {unsent} not yet published; last error: {last}"
+                    )
+                }),
             });
             health
         })

@@ -111,7 +111,7 @@ impl RedisStoreBuilder {
                 .map_err(|e| Error::Config(format!("redis {url:?}: {e}")))?;
             Conn::Single(manager)
         };
-        Ok(RedisStore {
+        let store = RedisStore {
             inner: Arc::new(Inner {
                 conn,
                 nodes: self.nodes,
@@ -124,10 +124,15 @@ impl RedisStoreBuilder {
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
+                last_error: std::sync::Mutex::new(None),
                 eviction_warned: std::sync::atomic::AtomicBool::new(false),
                 corrupt: AtomicU64::new(0),
             }),
-        })
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(RedisStore::check_at_start(Arc::downgrade(&store.inner)));
+        }
+        Ok(store)
     }
 }
 

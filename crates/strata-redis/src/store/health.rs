@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use strata_core::store::Health;
 
-use super::RedisStore;
+use std::sync::Weak;
+
+use super::{Inner, RedisStore};
 
 impl RedisStore {
     /// Probes Redis directly (past the breaker) with a write: a short-lived
@@ -55,6 +57,13 @@ impl RedisStore {
     /// when the settings are safe, or cannot be read (`CONFIG` disabled,
     /// as on some managed services).
     async fn eviction_risk(&self) -> Option<String> {
+        let settings = self.memory_settings().await.ok()?.ok()?;
+        self.report_eviction_risk(&settings)
+    }
+
+    /// `CONFIG GET maxmemory maxmemory-policy`: `Err` when Redis did not
+    /// answer, `Ok(Err)` when it refused (`CONFIG` disabled).
+    async fn memory_settings(&self) -> Result<Result<Vec<String>, ()>, ()> {
         let read = async {
             let mut conn = self.handle().await?;
             redis::cmd("CONFIG")
@@ -65,10 +74,37 @@ impl RedisStore {
                 .await
         };
         let bound = self.inner.op_timeout.max(Duration::from_millis(1)) * 4;
-        let Ok(Ok(settings)) = tokio::time::timeout(bound, read).await else {
-            return None;
-        };
-        let risk = eviction_risk(&settings);
+        match tokio::time::timeout(bound, read).await {
+            Ok(Ok(settings)) => Ok(Ok(settings)),
+            Ok(Err(error)) if matches!(error.kind(), redis::ErrorKind::Server(_)) => Ok(Err(())),
+            _ => Err(()),
+        }
+    }
+
+    /// Checks the eviction settings once Redis first answers (trying for
+    /// about a minute), so a risky `maxmemory-policy` is logged at start
+    /// rather than at the first health probe.
+    pub(super) async fn check_at_start(inner: Weak<Inner>) {
+        for _ in 0..60 {
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            let store = RedisStore { inner };
+            match store.memory_settings().await {
+                Ok(Ok(settings)) => {
+                    store.report_eviction_risk(&settings);
+                    return;
+                }
+                Ok(Err(())) => return,
+                Err(()) => {}
+            }
+            drop(store);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    fn report_eviction_risk(&self, settings: &[String]) -> Option<String> {
+        let risk = eviction_risk(settings);
         if let Some(risk) = &risk
             && !self.inner.eviction_warned.swap(true, Ordering::Relaxed)
         {
