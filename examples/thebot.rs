@@ -1,10 +1,17 @@
 //! Run with: cargo run --release --example thebot
 //!
 //! A demo JSON API (a learning platform: materials, assignments, reports,
-//! analytics, notifications, dashboards) behind strata, over an in-process
-//! "database" whose every query sleeps `DB_LATENCY_MS` and is counted, so
-//! hits show as fast answers and a flat query count. It needs no setup: by
-//! default the cache is in process memory.
+//! analytics, notifications, dashboards) behind strata, over a SQLite
+//! database whose every query sleeps `DB_LATENCY_MS` and is counted, so
+//! hits show as fast answers and a flat query count. It needs no setup: the
+//! database is a file in the system temp dir, created and seeded on first
+//! start, and by default the cache is in process memory.
+//!
+//! Instances started with the same `DATABASE_PATH` share their data: a write
+//! through one is what the others' database returns. With one Redis as well
+//! (`USE_REDIS_CACHE=true`, the same `REDIS_URL` and `CACHE_ENV`), they share
+//! their cache too, and a write on one invalidates it on all (see [Two
+//! instances](#two-instances-one-database-one-redis)).
 //!
 //! # Environment
 //!
@@ -12,7 +19,8 @@
 //! |---|---|---|
 //! | `BIND` | `127.0.0.1:3000` | address to listen on |
 //! | `ADMIN_TOKEN` | random, printed at start | `Authorization: Bearer <ADMIN_TOKEN>` opens `/api/core/cache-*` |
-//! | `DB_LATENCY_MS` | `150` | the simulated cost of one database query |
+//! | `DATABASE_PATH` | `thebot.sqlite3` in the system temp dir (`/tmp` on Linux) | the SQLite file; created and seeded if missing, used as it is otherwise; `:memory:` for a database of this process alone |
+//! | `DB_LATENCY_MS` | `150` | the simulated cost of one database query (slept on top of SQLite's own) |
 //! | `CACHE_ENV` | `development` | the key prefix's environment (`thebot:<env>:`) |
 //! | `USE_REDIS_CACHE` | off | `true`: memory in front of Redis (tiered store) |
 //! | `REDIS_URL` | none | the Redis to use with `USE_REDIS_CACHE=true`, e.g. `redis://127.0.0.1:6379/1` |
@@ -38,7 +46,7 @@
 //! | `GET /api/dashboard/` | private 5 min |
 //! | `GET /api/realtime/` | `no-cache`: never stored, ETag and 304 |
 //! | `POST /api/auth/logout/` | drops the caller's per-user entries |
-//! | `GET /api/core/db-stats/` | not cached: `{"queries": n}` |
+//! | `GET /api/core/db-stats/` | not cached: `{"queries": n}`, this instance's queries since it started |
 //! | `/api/core/cache-stats/`, `cache-health/`, `cache-clear/`, `cache-reset-stats/`, `cache-invalidate/` | the admin endpoints (`strata_admin`), admin only |
 //!
 //! Writes with a body that is not `{"title": "..."}` get 400 with a JSON
@@ -70,6 +78,36 @@
 //!     -H 'authorization: Bearer s3cret' -H 'content-type: application/json' \
 //!     -d '{"tag":"materials"}'
 //! ```
+//!
+//! The data outlives the process: delete the file (and its `-wal` and
+//! `-shm` companions, while no instance runs) to start from the seed again,
+//! e.g. `rm /tmp/thebot.sqlite3*`.
+//!
+//! # Two instances, one database, one Redis
+//!
+//! Start a Redis (`redis-server --port 6379`), then two instances on two
+//! ports, over the same default database file and the same Redis:
+//!
+//! ```text
+//! $ export USE_REDIS_CACHE=true REDIS_URL=redis://127.0.0.1:6379/1 ADMIN_TOKEN=s3cret
+//! $ BIND=127.0.0.1:3000 cargo run --release --example thebot    # A
+//! $ BIND=127.0.0.1:3001 cargo run --release --example thebot    # B, another terminal
+//! $ curl -si localhost:3000/api/materials/8/ | grep -i cache-status
+//! cache-status: strata; fwd=uri-miss; stored        # A queried, stored in Redis
+//! $ curl -si localhost:3001/api/materials/8/ | grep -i cache-status
+//! cache-status: strata; hit                         # B: from Redis, no query
+//! $ curl -s localhost:3001/api/core/db-stats/
+//! {"queries":0}
+//! $ curl -s -X PUT localhost:3000/api/materials/8/ -d '{"title":"Quadratics, revised"}'
+//! $ curl -s localhost:3001/api/materials/8/         # B: the new title
+//! {"id":8,"title":"Quadratics, revised"}
+//! ```
+//!
+//! B answers with A's write: the write went to the shared file, and its
+//! invalidation reached B's memory through Redis. Without
+//! `USE_REDIS_CACHE`, each instance's cache is its own: B reads A's write
+//! from the database only once its own copy is gone (its TTL, here an hour,
+//! or `cache-invalidate` on B), while a page B never stored shows it at once.
 
 #[path = "thebot/app.rs"]
 mod app;
@@ -77,6 +115,7 @@ mod app;
 use std::collections::hash_map::RandomState;
 use std::error::Error;
 use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use strata::Config;
@@ -101,10 +140,17 @@ async fn main() -> Result<(), Box<dyn Error>> {
         config.app = "thebot".to_owned();
     }
     let cache = app::cache_from_config(&config)?;
-    let db = app::Db::new(Duration::from_millis(latency_ms));
+    let database_path = std::env::var_os("DATABASE_PATH")
+        .filter(|path| !path.is_empty())
+        .map_or_else(
+            || std::env::temp_dir().join("thebot.sqlite3"),
+            PathBuf::from,
+        );
+    let db = app::Db::open(&database_path, Duration::from_millis(latency_ms))
+        .map_err(|e| format!("the database {}: {e}", database_path.display()))?;
     let mut ttl = app::profiles();
     ttl.override_with(&config.ttl);
-    let router = app::app_with_ttl(&cache, db, &admin_token, ttl);
+    let router = app::app_with_ttl(&cache, db.clone(), &admin_token, ttl);
 
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     let store = if config.use_redis {
@@ -124,6 +170,15 @@ async fn main() -> Result<(), Box<dyn Error>> {
     println!(
         "  cache store:   {store}, key prefix {}",
         config.key_prefix()
+    );
+    println!(
+        "  database:      {} ({})",
+        database_path.display(),
+        if db.seeded() {
+            "created and seeded"
+        } else {
+            "opened as it was"
+        }
     );
     println!("  db latency:    {latency_ms} ms per query");
     println!("  admin token:   {admin_token}");

@@ -607,8 +607,8 @@ async fn hits_are_faster_than_the_database() {
 }
 
 /// The demo built the way the example builds it with `USE_REDIS_CACHE=true`
-/// and `REDIS_URL`: two instances (two app servers) over one database and
-/// one Redis.
+/// and `REDIS_URL`: two instances (two app servers, each with its own
+/// connection to one SQLite file) over one database and one Redis.
 #[tokio::test]
 async fn on_the_tiered_store_a_fill_is_a_hit_on_another_instance_and_a_write_reaches_it() {
     let Some(server) = RedisServer::start() else {
@@ -622,19 +622,20 @@ async fn on_the_tiered_store_a_fill_is_a_hit_on_another_instance_and_a_write_rea
         _ => None,
     })
     .unwrap();
-    let db = Db::new(DB_LATENCY);
-    let a = demo_on(&app::cache_from_config(&config).unwrap(), db.clone()).await;
-    let b = demo_on(&app::cache_from_config(&config).unwrap(), db.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("thebot.sqlite3");
+    let open = || Db::open(&database, DB_LATENCY).unwrap();
+    let a = demo_on(&app::cache_from_config(&config).unwrap(), open()).await;
+    let b = demo_on(&app::cache_from_config(&config).unwrap(), open()).await;
 
     // A fills the detail and the list; B finds them in Redis.
     a.miss_then_hit("/api/materials/8/", None).await;
     a.miss_then_hit("/api/materials/", None).await;
-    let before = db.queries();
     for path in ["/api/materials/8/", "/api/materials/"] {
         let answer = b.get(path).await;
         assert_eq!(answer.cache_status, HIT, "{path} on B, from Redis");
     }
-    assert_eq!(db.queries(), before, "B's hits queried nothing");
+    assert_eq!(b.db.queries(), 0, "B's hits queried nothing");
     let keys = server.command(&["KEYS", "thebot:test:*"]).to_string();
     assert!(keys.contains("/api/materials/"), "keys in Redis: {keys}");
 
@@ -645,7 +646,8 @@ async fn on_the_tiered_store_a_fill_is_a_hit_on_another_instance_and_a_write_rea
     assert_ne!(bob.cache_status, HIT);
 
     // A write on A: B serves the new title (its memory hears of the
-    // invalidation through the bus, within a bounded delay).
+    // invalidation through the bus, within a bounded delay, and its
+    // database reads what A wrote to the file).
     let updated = a
         .write(
             Method::PUT,

@@ -1,248 +1,44 @@
 //! The demo API behind `examples/thebot.rs`: a small learning platform
 //! (materials, assignments, reports, analytics, notifications, dashboards)
-//! over an in-process "database" whose every query is slow and counted, with
-//! strata in front of it.
+//! over a SQLite database whose every query is slow and counted ([`Db`], in
+//! `db.rs`), with strata in front of it.
 //!
 //! This module is shared: the example includes it with
-//! `#[path = "thebot/app.rs"] mod app;`, and so do `tests/thebot.rs` and the
-//! load generator. Keep [`app`], [`Db`] and [`user_of`] as they are; each
-//! includer uses a part of the rest.
+//! `#[path = "thebot/app.rs"] mod app;`, and so do the tests
+//! (`tests/thebot*.rs`) and the load generator. Keep [`app`], [`Db`] and
+//! [`user_of`] as they are; each includer uses a part of the rest.
 
 // Shared by several crates (the example, the tests, the load generator),
 // each of which uses only some of these items; `pub` marks the module's
 // interface even though the including crate's root never re-exports it.
 #![allow(dead_code, unreachable_pub)]
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+#[path = "db.rs"]
+mod db;
+#[path = "request.rs"]
+mod request;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use strata::{Cache, CacheHandle, CachePolicy, Config, Invalidates, TtlProfiles};
 
-/// How many materials the database starts with.
-pub const SEED_MATERIALS: usize = 20;
+// Each includer uses some of these.
+#[allow(unused_imports)]
+pub use db::{Assignment, Db, DbError, Material, SEED_MATERIALS};
+#[allow(unused_imports)]
+pub use request::{user_from_headers, user_of};
+
+use request::{ApiError, material_id, title_of, user_required};
 
 /// The materials list's path, which an update of any material invalidates.
 const MATERIALS_LIST: &str = "/api/materials/";
-
-const MATERIAL_TITLES: [&str; SEED_MATERIALS] = [
-    "Numbers and counting",
-    "Fractions",
-    "Decimals and percentages",
-    "Ratios and proportion",
-    "Algebraic expressions",
-    "Linear equations",
-    "Inequalities",
-    "Quadratic equations",
-    "Functions and graphs",
-    "Sequences and series",
-    "Angles and triangles",
-    "Circles",
-    "Area and volume",
-    "Pythagoras' theorem",
-    "Trigonometry",
-    "Vectors",
-    "Probability",
-    "Statistics: averages and spread",
-    "Sets and logic",
-    "Introduction to calculus",
-];
-
-const ASSIGNMENT_TITLES: [&str; 5] = [
-    "Fractions worksheet",
-    "Solve ten linear equations",
-    "Graph three functions",
-    "Triangle proofs",
-    "Probability experiment",
-];
-
-/// One learning material.
-#[derive(Debug, Clone, Serialize)]
-pub struct Material {
-    /// Its id, from 1.
-    pub id: u64,
-    /// Its title.
-    pub title: String,
-}
-
-/// One assignment.
-#[derive(Debug, Clone, Serialize)]
-pub struct Assignment {
-    /// Its id, from 1.
-    pub id: u64,
-    /// Its title.
-    pub title: String,
-}
-
-#[derive(Debug)]
-struct Tables {
-    materials: BTreeMap<u64, Material>,
-    next_material: u64,
-    assignments: Vec<Assignment>,
-}
-
-#[derive(Debug)]
-struct DbInner {
-    latency: Duration,
-    queries: AtomicU64,
-    tables: Mutex<Tables>,
-}
-
-/// The in-process "database": every query sleeps the configured latency
-/// and is counted, so a cache hit shows as a query count that stays flat.
-/// Clones share the same data and counter.
-#[derive(Debug, Clone)]
-pub struct Db {
-    inner: Arc<DbInner>,
-}
-
-impl Db {
-    /// A database seeded with [`SEED_MATERIALS`] materials and a few
-    /// assignments, whose every query takes `latency`.
-    pub fn new(latency: Duration) -> Self {
-        let materials = (1u64..)
-            .zip(MATERIAL_TITLES)
-            .map(|(id, title)| {
-                let title = title.to_owned();
-                (id, Material { id, title })
-            })
-            .collect();
-        let assignments = (1u64..)
-            .zip(ASSIGNMENT_TITLES)
-            .map(|(id, title)| Assignment {
-                id,
-                title: title.to_owned(),
-            })
-            .collect();
-        let tables = Tables {
-            materials,
-            next_material: SEED_MATERIALS as u64 + 1,
-            assignments,
-        };
-        Self {
-            inner: Arc::new(DbInner {
-                latency,
-                queries: AtomicU64::new(0),
-                tables: Mutex::new(tables),
-            }),
-        }
-    }
-
-    /// How many queries have run so far.
-    pub fn queries(&self) -> u64 {
-        self.inner.queries.load(Ordering::SeqCst)
-    }
-
-    /// The simulated cost of one query.
-    pub fn latency(&self) -> Duration {
-        self.inner.latency
-    }
-
-    /// Runs one query: counts it, takes the latency, then reads or writes.
-    async fn query<T>(&self, run: impl FnOnce(&mut Tables) -> T) -> T {
-        self.inner.queries.fetch_add(1, Ordering::SeqCst);
-        if !self.inner.latency.is_zero() {
-            tokio::time::sleep(self.inner.latency).await;
-        }
-        run(&mut self.tables())
-    }
-
-    fn tables(&self) -> MutexGuard<'_, Tables> {
-        // A panic while holding the lock leaves consistent data (every
-        // write is a single insert or assignment), so poisoning is ignored.
-        self.inner
-            .tables
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Every material, by id.
-    pub async fn materials(&self) -> Vec<Material> {
-        self.query(|t| t.materials.values().cloned().collect())
-            .await
-    }
-
-    /// One material.
-    pub async fn material(&self, id: u64) -> Option<Material> {
-        self.query(|t| t.materials.get(&id).cloned()).await
-    }
-
-    /// Adds a material; returns it with its new id.
-    pub async fn create_material(&self, title: String) -> Material {
-        self.query(|t| {
-            let id = t.next_material;
-            t.next_material += 1;
-            let material = Material { id, title };
-            t.materials.insert(id, material.clone());
-            material
-        })
-        .await
-    }
-
-    /// Renames a material; `None` when there is no such id.
-    pub async fn update_material(&self, id: u64, title: String) -> Option<Material> {
-        self.query(|t| {
-            let material = t.materials.get_mut(&id)?;
-            material.title = title;
-            Some(material.clone())
-        })
-        .await
-    }
-
-    /// Every assignment.
-    pub async fn assignments(&self) -> Vec<Assignment> {
-        self.query(|t| t.assignments.clone()).await
-    }
-
-    /// Adds an assignment; returns it with its new id.
-    pub async fn create_assignment(&self, title: String) -> Assignment {
-        self.query(|t| {
-            let id = t.assignments.len() as u64 + 1;
-            let assignment = Assignment { id, title };
-            t.assignments.push(assignment.clone());
-            assignment
-        })
-        .await
-    }
-
-    /// How many materials and assignments there are.
-    pub async fn counts(&self) -> (usize, usize) {
-        self.query(|t| (t.materials.len(), t.assignments.len()))
-            .await
-    }
-}
-
-/// The user of a request: `Authorization: Bearer user-<id>` is user `<id>`
-/// (ASCII letters, digits, `-` and `_`, at most 64 of them); anything else
-/// is anonymous. This is the cache's user resolver and the handlers' too.
-pub fn user_of(parts: &axum::http::request::Parts) -> Option<String> {
-    user_from_headers(&parts.headers)
-}
-
-/// [`user_of`] over a header map.
-pub fn user_from_headers(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    let id = token.trim().strip_prefix("user-")?;
-    let valid = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    valid.then(|| id.to_owned())
-}
 
 /// The cache the example runs on, from `config`: memory alone, or with
 /// `use_redis` the tiered store (memory in front of Redis), with
@@ -382,81 +178,6 @@ fn routes(cache: &Cache, db: Db, admin_token: &str, ttl: TtlProfiles, layered: b
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
 }
 
-/// A JSON error: `{"error": message}` with its status; 401s also say
-/// `WWW-Authenticate: Bearer`.
-#[derive(Debug)]
-struct ApiError {
-    status: StatusCode,
-    message: String,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            message: message.into(),
-        }
-    }
-
-    fn no_material() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "no such material")
-    }
-
-    /// A per-user route asked without a user.
-    fn unauthenticated() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "send Authorization: Bearer user-<id>",
-        )
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut response = (self.status, Json(json!({ "error": self.message }))).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        response
-    }
-}
-
-/// The user of a per-user route, or 401.
-fn user_required(headers: &HeaderMap) -> Result<String, ApiError> {
-    user_from_headers(headers).ok_or_else(ApiError::unauthenticated)
-}
-
-/// A material id from the path; anything but a number is no material.
-fn material_id(raw: &str) -> Result<u64, ApiError> {
-    raw.parse().map_err(|_| ApiError::no_material())
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TitleBody {
-    title: String,
-}
-
-/// The `{"title": ...}` body of a write, or a 400 saying what is wrong.
-fn title_of(body: &[u8]) -> Result<String, ApiError> {
-    let parsed: TitleBody = serde_json::from_slice(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("expected a JSON body {{\"title\": \"...\"}}: {e}"),
-        )
-    })?;
-    let title = parsed.title.trim();
-    if title.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "the title must not be empty",
-        ));
-    }
-    Ok(title.to_owned())
-}
-
 /// The tags of a material's detail: `materials`, which every material's
 /// data carries (an admin's purge of that tag drops them all), and
 /// `material:{id}`, which only this one carries.
@@ -470,9 +191,11 @@ fn material_tag(id: u64) -> String {
     format!("material:{id}")
 }
 
-async fn list_materials(State(state): State<AppState>) -> Json<Value> {
-    let materials = state.db.materials().await;
-    Json(json!({ "count": materials.len(), "materials": materials }))
+async fn list_materials(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let materials = state.db.materials().await?;
+    Ok(Json(
+        json!({ "count": materials.len(), "materials": materials }),
+    ))
 }
 
 async fn create_material(
@@ -480,7 +203,7 @@ async fn create_material(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Material>), ApiError> {
     let title = title_of(&body)?;
-    let material = state.db.create_material(title).await;
+    let material = state.db.create_material(title).await?;
     Ok((StatusCode::CREATED, Json(material)))
 }
 
@@ -493,7 +216,7 @@ async fn material_detail(
     let material = state
         .db
         .material(id)
-        .await
+        .await?
         .ok_or_else(ApiError::no_material)?;
     let policy = CachePolicy::public(state.ttl.get("material_detail")).tags(material_tags(id));
     Ok((Extension(policy), Json(material)))
@@ -509,7 +232,7 @@ async fn update_material(
     let material = state
         .db
         .update_material(id, title)
-        .await
+        .await?
         .ok_or_else(ApiError::no_material)?;
     // The list and this material's detail show the title, and nothing
     // else does: the other details stay cached. (Invalidating the shared
@@ -518,9 +241,11 @@ async fn update_material(
     Ok((Extension(stale), Json(material)))
 }
 
-async fn list_assignments(State(state): State<AppState>) -> Json<Value> {
-    let assignments = state.db.assignments().await;
-    Json(json!({ "count": assignments.len(), "assignments": assignments }))
+async fn list_assignments(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let assignments = state.db.assignments().await?;
+    Ok(Json(
+        json!({ "count": assignments.len(), "assignments": assignments }),
+    ))
 }
 
 async fn create_assignment(
@@ -528,7 +253,7 @@ async fn create_assignment(
     body: Bytes,
 ) -> Result<(StatusCode, Json<Assignment>), ApiError> {
     let title = title_of(&body)?;
-    let assignment = state.db.create_assignment(title).await;
+    let assignment = state.db.create_assignment(title).await?;
     Ok((StatusCode::CREATED, Json(assignment)))
 }
 
@@ -543,7 +268,7 @@ async fn reports(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let user = user_required(&headers)?;
-    let (materials, assignments) = state.db.counts().await;
+    let (materials, assignments) = state.db.counts().await?;
     Ok(Json(json!({
         "user": user,
         "report": {
@@ -554,13 +279,13 @@ async fn reports(
     })))
 }
 
-async fn analytics(State(state): State<AppState>) -> Json<Value> {
-    let (materials, assignments) = state.db.counts().await;
-    Json(json!({
+async fn analytics(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let (materials, assignments) = state.db.counts().await?;
+    Ok(Json(json!({
         "materials": materials,
         "assignments": assignments,
         "most_viewed": [1, 6, 15],
-    }))
+    })))
 }
 
 async fn notifications(
@@ -568,7 +293,7 @@ async fn notifications(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let user = user_required(&headers)?;
-    let (_, assignments) = state.db.counts().await;
+    let (_, assignments) = state.db.counts().await?;
     Ok(Json(json!({
         "user": user,
         "notifications": [
@@ -583,7 +308,7 @@ async fn dashboard(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let user = user_required(&headers)?;
-    let (materials, assignments) = state.db.counts().await;
+    let (materials, assignments) = state.db.counts().await?;
     Ok(Json(json!({
         "user": user,
         "greeting": format!("Hello, user-{user}"),
@@ -597,9 +322,11 @@ async fn dashboard(
 
 /// Never stored: every request runs the query; the ETag lets clients
 /// revalidate (304) while the figures have not changed.
-async fn realtime(State(state): State<AppState>) -> Json<Value> {
-    let (materials, assignments) = state.db.counts().await;
-    Json(json!({ "materials": materials, "assignments": assignments }))
+async fn realtime(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let (materials, assignments) = state.db.counts().await?;
+    Ok(Json(
+        json!({ "materials": materials, "assignments": assignments }),
+    ))
 }
 
 async fn logout(
