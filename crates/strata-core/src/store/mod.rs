@@ -54,6 +54,35 @@ pub enum Invalidation {
     All,
 }
 
+impl Invalidation {
+    /// Whether this invalidation names `entry`: the rule every store and
+    /// the cache's fences apply, in one place.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use bytes::Bytes;
+    /// use strata_core::store::Invalidation;
+    /// use strata_core::{Entry, EntryKind};
+    ///
+    /// let entry = Entry {
+    ///     key: "app:prod:v:report".to_owned(),
+    ///     name: "report".to_owned(),
+    ///     user: None,
+    ///     tags: vec!["reports".to_owned()],
+    ///     stored_at: SystemTime::now(),
+    ///     ttl: Duration::from_secs(60),
+    ///     stale: Duration::ZERO,
+    ///     kind: EntryKind::Value(Bytes::from_static(b"{}")),
+    /// };
+    /// assert!(Invalidation::Tag("reports".to_owned()).names(&entry));
+    /// assert!(Invalidation::Prefix("rep".to_owned()).names(&entry));
+    /// assert!(!Invalidation::User("1".to_owned()).names(&entry));
+    /// ```
+    pub fn names(&self, entry: &Entry) -> bool {
+        crate::fence::names(self, crate::fence::Names::of(entry))
+    }
+}
+
 /// Figures a store measures about itself. A figure a layer cannot measure
 /// cheaply is `None` rather than a guess.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
