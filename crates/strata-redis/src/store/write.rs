@@ -27,8 +27,10 @@ pub(crate) struct WriteFailure {
 
 impl RedisStore {
     /// Writes one entry and registers it in its indexes. On failure the
-    /// entry is not readable, as far as this store can tell: see
-    /// [`write_entry`](Self::write_entry) for when it cannot.
+    /// entry is deleted again; when even that fails after a write whose
+    /// answer was lost, a warning is logged: an unindexed copy may then
+    /// stay readable until it expires (a [`TieredStore`](crate::TieredStore)
+    /// queues its deletion instead).
     pub async fn put_entry(&self, entry: &Entry) -> Result<(), Error> {
         self.write_entry(entry).await.map_err(|failed| {
             if failed.stray {
