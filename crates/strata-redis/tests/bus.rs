@@ -216,8 +216,9 @@ fn shard_subscribers(node: &RedisServer, channel: &str) -> i64 {
     }
 }
 
-/// Starts a cluster node and makes it a replica of `master`.
-fn add_replica(master: &RedisServer) -> RedisServer {
+/// Starts a cluster node and makes it a replica of `master`, known as
+/// such to every node of `cluster` (whose masters vote in a failover).
+fn add_replica(cluster: &RedisCluster, master: &RedisServer) -> RedisServer {
     let bus_port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .unwrap()
         .local_addr()
@@ -238,22 +239,31 @@ fn add_replica(master: &RedisServer) -> RedisServer {
         replica.command(&["CLUSTER", "MEET", "127.0.0.1", &port]),
         Reply::ok()
     );
-    let master_id = master.command(&["CLUSTER", "MYID"]).to_string();
+    let master_id = master
+        .command(&["CLUSTER", "MYID"])
+        .to_string()
+        .trim()
+        .to_owned();
     let deadline = Instant::now() + Duration::from_secs(20);
     while replica.command(&["CLUSTER", "REPLICATE", &master_id]) != Reply::ok() {
         assert!(Instant::now() < deadline, "{}", replica.log_tail());
         std::thread::sleep(Duration::from_millis(50));
     }
-    let replica_id = replica.command(&["CLUSTER", "MYID"]).to_string();
+    let replica_id = replica
+        .command(&["CLUSTER", "MYID"])
+        .to_string()
+        .trim()
+        .to_owned();
     while !replica
         .command(&["INFO", "replication"])
         .to_string()
         .contains("master_link_status:up")
-        || !master
-            .command(&["CLUSTER", "NODES"])
-            .to_string()
-            .lines()
-            .any(|line| line.starts_with(&replica_id) && line.contains("slave"))
+        || !cluster.nodes().iter().all(|node| {
+            node.command(&["CLUSTER", "NODES"])
+                .to_string()
+                .lines()
+                .any(|line| line.starts_with(&replica_id) && line.contains("slave"))
+        })
     {
         assert!(Instant::now() < deadline, "{}", replica.log_tail());
         std::thread::sleep(Duration::from_millis(50));
@@ -273,7 +283,7 @@ async fn the_sharded_bus_follows_its_channel_through_a_failover() {
     let channel = format!("{PREFIX}~bus");
     let nodes: Vec<&RedisServer> = cluster.nodes().iter().collect();
     let owner = owner_of(&nodes, &channel);
-    let replica = add_replica(nodes[owner]);
+    let replica = add_replica(&cluster, nodes[owner]);
     let build = |urls: Vec<String>| {
         let redis = RedisStore::cluster(urls)
             .prefix(PREFIX)
