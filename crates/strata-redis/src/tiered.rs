@@ -11,22 +11,41 @@
 //! already writing, it applies the invalidation to Redis and L1 once more
 //! after they finish.
 //!
-//! An instance trusts its L1 only while its subscription is alive. Until
-//! the first subscription succeeds, and from the moment it is lost (the
-//! connection drops, Redis restarts) until it is back, the instance
-//! flushes its L1 and serves neither from it nor into it: every lookup
-//! goes to Redis (or, if Redis is down too, to the service). On
-//! resubscribing it flushes again, since messages sent meanwhile are lost.
+//! An instance trusts its L1 only while its bus is confirmed: every
+//! `bound / 4` it publishes a heartbeat on the channel, and it uses L1 only
+//! while one of its own beats, sent less than `bound - bound / 4` ago, has
+//! come back through its subscription. Pub/sub on one Redis node delivers
+//! in order, so such a beat proves every message Redis took before it was
+//! handled. Until the first beat comes back, and from the moment the
+//! subscription is lost (the connection drops, Redis restarts) until it is
+//! back, the instance flushes its L1 and serves neither from it nor into
+//! it: every lookup goes to Redis (or, if Redis is down too, to the
+//! service). On resubscribing it flushes again, since messages sent
+//! meanwhile are lost. A stall (Redis paused or busy: the subscription
+//! stays connected but nothing flows) stops the beats too: L1 goes unused
+//! when the lease runs out, and is used again, without a flush, when the
+//! beats come back behind the delayed messages. The `bus` health layer is
+//! degraded while the bus is unconfirmed.
 //!
-//! **Staleness bound.** While subscribed, an instance's L1 can serve an
-//! entry invalidated elsewhere only for the pub/sub delivery time (one
-//! Redis hop, well under a millisecond on a LAN). When the subscription
-//! drops, the instance stops serving from L1 as soon as the drop is seen;
-//! a peer that vanishes without closing its TCP connection is only seen
-//! when the connection times out, so keep TCP keepalive on in production.
-//! L1 copies never outlive the L2 entry they came from: a promotion reads
-//! the entry's remaining Redis TTL in the same round trip and keeps the
-//! copy no longer.
+//! On Redis Cluster the bus is sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`,
+//! Redis 7): the channel lives on the master of its slot, which delivers
+//! in order without a hop over the cluster bus; when the slot moves (a
+//! failover), the subscriber follows it and flushes, as on a reconnect.
+//!
+//! **Staleness bound** (1 s by default, see
+//! [`TieredStore::with_staleness_bound`]). Once an invalidation's publish
+//! has returned, no instance serves what it names from L1 for longer than
+//! the bound, whatever happens to Redis or the network in between:
+//! usually for the pub/sub delivery time (one Redis hop, well under a
+//! millisecond on a LAN), and at most until the lease of an instance that
+//! stopped hearing the bus runs out. The bound assumes the writer can
+//! publish: a writer whose publish is refused or times out reports it in
+//! its `invalidations` health and resends it until Redis takes it, and
+//! other instances may serve their copies until then. It also assumes the
+//! tokio runtime runs the heartbeat task roughly on time (the watchdog
+//! runs once per `bound / 4`). L1 copies never outlive the L2 entry they
+//! came from: a promotion reads the entry's remaining Redis TTL in the
+//! same round trip and keeps the copy no longer.
 //!
 //! An invalidation Redis does not take (it was unreachable or stalled) is
 //! kept and replayed every 100 ms, the whole backlog at once, until Redis
@@ -49,7 +68,9 @@ use tokio::task::JoinHandle;
 use crate::store::RedisStore;
 
 mod bus;
+mod heartbeat;
 mod replay;
+mod shard;
 
 /// Memory in front of Redis, coherent across instances. Cloning is cheap.
 ///
@@ -75,8 +96,11 @@ struct Inner {
     l2: RedisStore,
     channel: String,
     instance: String,
-    /// Whether the bus subscription is alive, so L1 may be used.
+    /// Whether the bus is confirmed (see `heartbeat`), so L1 may be used.
     trusted: AtomicBool,
+    /// The bus's lease and sessions.
+    bus: bus::Link,
+    heartbeat: OnceLock<JoinHandle<()>>,
     /// Moves before every removal from L1 (invalidations, local or from
     /// the bus, and flushes), so a promotion that read Redis before one
     /// can tell and take its copy back out.
@@ -99,9 +123,13 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        for task in [self.subscriber.get(), self.replayer.get()]
-            .into_iter()
-            .flatten()
+        for task in [
+            self.subscriber.get(),
+            self.replayer.get(),
+            self.heartbeat.get(),
+        ]
+        .into_iter()
+        .flatten()
         {
             task.abort();
         }
@@ -121,8 +149,28 @@ impl fmt::Debug for TieredStore {
 
 impl TieredStore {
     /// `l1` in front of `l2`, and a subscriber task on `l2`'s Redis that
-    /// keeps the L1 coherent. Call it inside a tokio runtime.
+    /// keeps the L1 coherent, with the default staleness bound (1 s). Call
+    /// it inside a tokio runtime.
     pub fn new(l1: MemoryStore, l2: RedisStore) -> Result<Self, Error> {
+        Self::with_staleness_bound(l1, l2, heartbeat::DEFAULT_BOUND)
+    }
+
+    /// Like [`new`](Self::new), with the staleness bound: how long after an
+    /// invalidation's publish another instance may still serve what it
+    /// names from memory when the bus stalls or breaks (see the [module
+    /// docs](self)). Heartbeats go out every `bound / 4`; a shorter bound
+    /// costs more of them. At least 20 ms.
+    pub fn with_staleness_bound(
+        l1: MemoryStore,
+        l2: RedisStore,
+        bound: Duration,
+    ) -> Result<Self, Error> {
+        if bound < heartbeat::MIN_BOUND {
+            return Err(Error::Config(format!(
+                "a staleness bound of {bound:?} is below the minimum of {:?}",
+                heartbeat::MIN_BOUND
+            )));
+        }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             Error::Config("a TieredStore must be built inside a tokio runtime".to_owned())
         })?;
@@ -136,6 +184,8 @@ impl TieredStore {
                 l2,
                 instance,
                 trusted: AtomicBool::new(false),
+                bus: bus::Link::new(bound),
+                heartbeat: OnceLock::new(),
                 epoch: AtomicU64::new(0),
                 listener: OnceLock::new(),
                 subscriber: OnceLock::new(),
@@ -152,12 +202,21 @@ impl TieredStore {
         let _ = store.inner.subscriber.set(task);
         let task = runtime.spawn(replay::replay(Arc::downgrade(&store.inner)));
         let _ = store.inner.replayer.set(task);
+        let every = heartbeat::interval(bound);
+        let task = runtime.spawn(heartbeat::heartbeat(Arc::downgrade(&store.inner), every));
+        let _ = store.inner.heartbeat.set(task);
         Ok(store)
     }
 
-    /// Whether the bus subscription is alive (and L1 in use).
+    /// Whether L1 is in use: the bus subscription is alive and one of this
+    /// instance's heartbeats came back within the staleness bound.
     pub fn is_subscribed(&self) -> bool {
         self.inner.trusted.load(Ordering::Acquire)
+    }
+
+    /// The staleness bound this store was built with.
+    pub fn staleness_bound(&self) -> Duration {
+        self.inner.bus.bound
     }
 
     /// The in-process layer.
@@ -170,8 +229,8 @@ impl TieredStore {
         &self.inner.l2
     }
 
-    /// Waits until the bus subscription is alive, up to `timeout`; returns
-    /// whether it is.
+    /// Waits until L1 is in use (see [`is_subscribed`](Self::is_subscribed)),
+    /// up to `timeout`; returns whether it is.
     pub async fn wait_subscribed(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while !self.is_subscribed() {
@@ -302,12 +361,7 @@ impl Store for TieredStore {
         Box::pin(async move {
             let mut health = self.inner.l1.health().await;
             health.push(self.inner.l2.probe().await);
-            health.push(Health {
-                layer: "bus",
-                ok: self.is_subscribed(),
-                latency: Duration::ZERO,
-                error: (!self.is_subscribed()).then(|| "not subscribed".to_owned()),
-            });
+            health.push(self.inner.bus_health());
             // Invalidations Redis did not take, or that other instances
             // have not heard of: until they are, some instance may serve
             // what they name.

@@ -23,7 +23,18 @@ impl Inner {
         let Ok(payload) = serde_json::to_string(&message) else {
             return true;
         };
-        match self.l2.publish(&self.channel, &payload).await {
+        let sent = match self.bus.sharded.get() {
+            Some(false) => self
+                .l2
+                .publish(&self.channel, &payload)
+                .await
+                .map_err(|e| e.to_string()),
+            Some(true) => self.publish_sharded(&payload).await,
+            // A cluster takes only sharded publishes for the bus, and which
+            // one this is shows when the bus first connects.
+            None => Err("the bus has not reached Redis yet".to_owned()),
+        };
+        match sent {
             Ok(()) => {
                 self.published.fetch_add(1, Ordering::Relaxed);
                 true
