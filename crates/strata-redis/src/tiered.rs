@@ -7,9 +7,12 @@
 //! from its L1 and from Redis, then is published on the channel
 //! `{prefix}~bus`. Every other instance subscribed to the channel tells its
 //! cache, which fences the fills the invalidation names (only those), then
-//! drops the matching entries from its own L1; if some of those fills were
-//! already writing, it applies the invalidation to Redis and L1 once more
-//! after they finish.
+//! drops the matching entries from its own L1. If some of those fills were
+//! writing, or one it names was written to Redis lately (within twice the
+//! staleness bound, at least 2 s), the write may have landed after the
+//! other instance's removal: the instance applies the invalidation to
+//! Redis and L1 once more (after the fills finish), and replays it until
+//! Redis takes it.
 //!
 //! An instance trusts its L1 only while its bus is confirmed: every
 //! `bound / 4` it publishes a heartbeat on the channel, and it uses L1 only
@@ -47,12 +50,11 @@
 //! came from: a promotion reads the entry's remaining Redis TTL in the
 //! same round trip and keeps the copy no longer.
 //!
-//! An invalidation Redis does not take (it was unreachable or stalled) is
-//! kept and replayed every 100 ms, the whole backlog at once, until Redis
-//! takes it, then published again. Until then this instance reads nothing from Redis, which may
-//! still hold what it names. Other instances can read such entries from
-//! Redis between Redis coming back and the replay (at most about 100 ms
-//! after Redis answers this instance again).
+//! An invalidation Redis does not take (unreachable, stalled, or its
+//! answer lost) is kept and replayed every 100 ms, the whole backlog at
+//! once, until Redis takes it, then published again; until then this
+//! instance reads nothing from Redis. Others can read what it names from
+//! Redis until the replay, about 100 ms after Redis answers again.
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -69,6 +71,7 @@ use crate::store::RedisStore;
 
 mod bus;
 mod heartbeat;
+mod recent;
 mod replay;
 mod shard;
 
@@ -115,6 +118,9 @@ struct Inner {
     /// instances have not heard of them. Resent by the replay task.
     unpublished: Mutex<Vec<Invalidation>>,
     replayer: OnceLock<JoinHandle<()>>,
+    /// Writes Redis took lately, for remote invalidations they may have
+    /// raced (see `recent`).
+    recent: recent::Recent,
     l1_hits: AtomicU64,
     l1_misses: AtomicU64,
     received: AtomicU64,
@@ -192,6 +198,7 @@ impl TieredStore {
                 pending: Mutex::new(Vec::new()),
                 unpublished: Mutex::new(Vec::new()),
                 replayer: OnceLock::new(),
+                recent: recent::Recent::for_bound(bound),
                 l1_hits: AtomicU64::new(0),
                 l1_misses: AtomicU64::new(0),
                 received: AtomicU64::new(0),
@@ -206,6 +213,14 @@ impl TieredStore {
         let task = runtime.spawn(heartbeat::heartbeat(Arc::downgrade(&store.inner), every));
         let _ = store.inner.heartbeat.set(task);
         Ok(store)
+    }
+
+    /// Invalidations this instance holds that Redis has not taken yet, or
+    /// that the other instances have not heard of yet (see the module
+    /// docs); they are retried in the background.
+    pub fn queued_invalidations(&self) -> usize {
+        let (queued, unsent) = self.inner.queued();
+        queued + unsent
     }
 
     /// Whether L1 is in use: the bus subscription is alive and one of this
@@ -299,14 +314,20 @@ impl Store for TieredStore {
 
     fn put(&self, entry: Arc<Entry>) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async move {
-            let remote = self.inner.l2.write_entry(&entry).await.map_err(|failed| {
-                if failed.stray {
-                    // A copy Redis may hold that no index names: delete it
-                    // before this instance reads Redis again.
-                    self.inner.defer(Invalidation::Key(entry.key.clone()));
+            let remote = match self.inner.l2.write_entry(&entry).await {
+                Ok(()) => {
+                    self.inner.recent.record(Arc::clone(&entry));
+                    Ok(())
                 }
-                failed.error
-            });
+                Err(failed) => {
+                    if failed.stray {
+                        // A copy Redis may hold that no index names: delete
+                        // it before this instance reads Redis again.
+                        self.inner.defer(Invalidation::Key(entry.key.clone()));
+                    }
+                    Err(failed.error)
+                }
+            };
             if !self.is_subscribed() {
                 return remote;
             }
@@ -362,32 +383,7 @@ impl Store for TieredStore {
             let mut health = self.inner.l1.health().await;
             health.push(self.inner.l2.probe().await);
             health.push(self.inner.bus_health());
-            // Invalidations Redis did not take, or that other instances
-            // have not heard of: until they are, some instance may serve
-            // what they name.
-            let queued = self
-                .inner
-                .pending
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .len();
-            let unsent = self
-                .inner
-                .unpublished
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .len();
-            health.push(Health {
-                layer: "invalidations",
-                ok: queued == 0 && unsent == 0,
-                latency: Duration::ZERO,
-                error: (queued + unsent > 0).then(|| {
-                    let last = self.inner.l2.last_error().unwrap_or_default();
-                    format!(
-                        "{queued} queued for Redis, {unsent} not yet published; last error: {last}"
-                    )
-                }),
-            });
+            health.push(self.inner.queue_health());
             health
         })
     }

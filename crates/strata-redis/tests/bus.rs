@@ -152,6 +152,17 @@ async fn a_stall_stops_memory_within_the_bound_and_its_end_resumes_it_without_a_
         let bus = store.health().await.into_iter().find(|h| h.layer == "bus");
         assert!(bus.is_some_and(|bus| bus.ok));
     }
+    // Once B's replay is done, nothing old is readable from any layer of
+    // any instance.
+    until(Duration::from_secs(3), "B's replay finishes", || {
+        b.queued_invalidations() == 0
+    })
+    .await;
+    for store in [&a, &b] {
+        assert!(store.redis().get_entry(&named.key).await.unwrap().is_none());
+        assert!(store.get(&named.key).await.unwrap().is_none());
+        assert!(store.get(&kept.key).await.unwrap().is_some());
+    }
     eprintln!("memory unused {stopped:?} after the pause began; in use again after {resumed:?}");
 }
 
@@ -350,4 +361,50 @@ async fn the_sharded_bus_follows_its_channel_through_a_failover() {
         "invalidation heard in {before:?} before the failover, {after:?} after; \
          bus followed the channel {followed:?} after CLUSTER FAILOVER"
     );
+}
+
+/// A fill of B's that lands in Redis after A removed what a tag names, and
+/// before A's message reaches B, is removed again when the message comes:
+/// B remembers what it wrote lately.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_raced_a_remote_invalidation_is_removed_again() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let b = standalone(&server.url()).await;
+    // A, a bare store: its removal reaches Redis now, its message later.
+    let a = RedisStore::standalone(&server.url())
+        .prefix(PREFIX)
+        .op_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let raced = entry("/api/raced/", "raced");
+    let other = entry("/api/other/", "other");
+    a.invalidate(&Invalidation::Tag("raced".into()))
+        .await
+        .unwrap();
+    for stored in [&raced, &other] {
+        b.put(Arc::new(stored.clone())).await.unwrap();
+    }
+    assert!(a.get_entry(&raced.key).await.unwrap().is_some());
+    let message = r#"{"origin":"instance-a","what":{"tag":"raced"}}"#;
+    let channel = format!("{PREFIX}~bus");
+    assert_eq!(
+        server.command(&["PUBLISH", &channel, message]),
+        Reply::Integer(1)
+    );
+    until(Duration::from_secs(2), "B drops its memory copy", || {
+        b.memory().get_entry(&raced.key).is_none()
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while a.get_entry(&raced.key).await.unwrap().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "B's raced write stayed in Redis, for every instance to read"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(a.get_entry(&other.key).await.unwrap().is_some());
+    assert!(b.get(&other.key).await.unwrap().is_some());
 }

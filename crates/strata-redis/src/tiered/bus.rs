@@ -170,13 +170,19 @@ impl Inner {
             .and_then(|listener| listener(&message.what));
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.l1.invalidate_now(&message.what);
-        if let Some(fills_done) = wait {
-            // Fills of ours were writing while the other instance removed
-            // the entries: their writes may have landed after it. Remove
-            // again, once they are done (without publishing again).
-            fills_done.await;
+        // Fills of ours that were writing when the message came, or that
+        // wrote lately: their writes may have landed in Redis after the
+        // other instance removed what it names. Remove again once they are
+        // done (without publishing again).
+        let raced = self.recent.named(&message.what);
+        if wait.is_some() || raced {
+            if let Some(fills_done) = wait {
+                fills_done.await;
+            }
             if let Err(error) = self.l2.invalidate_entries(&message.what).await {
-                tracing::warn!(%error, "repeating a remote invalidation failed");
+                // Unknown outcome: queued and replayed until Redis takes it.
+                tracing::warn!(%error, "repeating a remote invalidation failed; it will be replayed");
+                self.defer(message.what.clone());
             }
             // After Redis, as in `invalidate`.
             self.epoch.fetch_add(1, Ordering::SeqCst);

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use strata_core::store::Invalidation;
+use strata_core::store::{Health, Invalidation};
 
 use super::bus::Message;
 use super::{Inner, TieredStore};
@@ -85,6 +85,33 @@ impl Inner {
             pending.push(Invalidation::All);
         } else if !pending.contains(&Invalidation::All) && !pending.contains(&what) {
             pending.push(what);
+        }
+    }
+
+    /// How many invalidations Redis has not taken, and how many the other
+    /// instances have not heard of.
+    pub(super) fn queued(&self) -> (usize, usize) {
+        let queued = self.pending.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let unsent = self
+            .unpublished
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len();
+        (queued, unsent)
+    }
+
+    /// The `invalidations` health layer: until the queues are empty, some
+    /// instance may serve what they name.
+    pub(super) fn queue_health(&self) -> Health {
+        let (queued, unsent) = self.queued();
+        Health {
+            layer: "invalidations",
+            ok: queued == 0 && unsent == 0,
+            latency: Duration::ZERO,
+            error: (queued + unsent > 0).then(|| {
+                let last = self.l2.last_error().unwrap_or_default();
+                format!("{queued} queued for Redis, {unsent} not yet published; last error: {last}")
+            }),
         }
     }
 
