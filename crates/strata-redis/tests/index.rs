@@ -343,3 +343,28 @@ async fn an_entry_whose_indexes_are_refused_is_not_left_behind() {
         "the entry stayed in Redis with no index naming it"
     );
 }
+
+/// A Redis that lost its scripts (a restart, `SCRIPT FLUSH`) still takes
+/// writes with their index registrations.
+#[tokio::test]
+async fn writes_survive_a_flushed_script_cache() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = store_at(&server.url(), Duration::from_millis(500));
+    for i in 0..3 {
+        assert_eq!(server.command(&["SCRIPT", "FLUSH"]), Reply::ok());
+        let e = entry(
+            &format!("/flushed/{i}/"),
+            &["flushed"],
+            Duration::from_secs(60),
+        );
+        store.put(Arc::new(e.clone())).await.unwrap();
+        assert!(exists(&server, &e.key));
+    }
+    let deleted = store
+        .invalidate(&Invalidation::Tag("flushed".to_owned()))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 3, "every write was registered");
+}

@@ -34,7 +34,7 @@ use super::{MAX_INDEX_KEY, RedisStore};
 /// Members read, deleted and removed per drain step.
 pub(super) const CHUNK: usize = 256;
 /// Members a write prunes from its index at most, when they have expired.
-const PRUNE: usize = 64;
+pub(super) const PRUNE: usize = 64;
 /// Added to every member's expiry and to the index's own, for the clocks
 /// of a cluster's nodes (the entry's and the index's) to disagree by. A
 /// larger skew only lets a member be pruned that much before its entry

@@ -12,7 +12,8 @@
 
 use strata_core::{Entry, Error};
 
-use super::{Failed, RedisStore};
+use super::index::{INDEX_ADD, PRUNE, SLACK_MS};
+use super::{Conn, Failed, RedisStore};
 use crate::envelope;
 
 /// Why an entry was not stored, and whether a copy of it may be left in
@@ -46,6 +47,21 @@ impl RedisStore {
             .max(1);
         let value = envelope::encode(entry);
         let key = entry.key.as_str();
+        let indexes = self.index_keys(entry);
+        if matches!(self.inner.conn, Conn::Single(_)) {
+            // One connection, so one pipeline keeps the order (the write,
+            // then its registrations) in one round trip.
+            return match self.write_pipelined(key, &value, millis, &indexes).await {
+                Ok(()) => Ok(()),
+                Err(Failed { error, sent: false }) => Err(WriteFailure {
+                    error,
+                    stray: false,
+                }),
+                Err(Failed { error, sent: true }) => Err(self.take_back(entry, error).await),
+            };
+        }
+        // Cluster: the entry and its indexes live on different nodes, so
+        // the registrations wait for the write.
         let written = self
             .attempt("SET", |mut conn| async move {
                 redis::cmd("SET")
@@ -58,10 +74,7 @@ impl RedisStore {
             })
             .await;
         let error = match written {
-            Ok(()) => match self
-                .add_to_indexes(key, millis, self.index_keys(entry))
-                .await
-            {
+            Ok(()) => match self.add_to_indexes(key, millis, indexes).await {
                 Ok(()) => return Ok(()),
                 Err(error) => error,
             },
@@ -75,13 +88,70 @@ impl RedisStore {
             // Redis may have written it (the answer was lost): take it back.
             Err(Failed { error, sent: true }) => error,
         };
-        // The entry may be in Redis without all its indexes. Delete it; on
-        // the same connection the delete runs after the write even when the
-        // write's answer was lost.
+        Err(self.take_back(entry, error).await)
+    }
+
+    /// The entry may be in Redis without all its indexes: deletes it. On
+    /// the same connection the delete runs after the write even when the
+    /// write's answer was lost.
+    async fn take_back(&self, entry: &Entry, error: Error) -> WriteFailure {
         let stray = self
             .delete_keys(std::slice::from_ref(&entry.key))
             .await
             .is_err();
-        Err(WriteFailure { error, stray })
+        WriteFailure { error, stray }
     }
+
+    /// `SET` and the index registrations in one pipeline on the one
+    /// connection (standalone Redis runs them in order).
+    async fn write_pipelined(
+        &self,
+        key: &str,
+        value: &[u8],
+        millis: u64,
+        indexes: &[String],
+    ) -> Result<(), Failed> {
+        let add = &self.inner.index_add;
+        self.attempt("SET", |mut conn| async move {
+            let registrations: Vec<_> = indexes
+                .iter()
+                .map(|index| {
+                    let mut invocation = add.key(index);
+                    invocation.arg(key).arg(millis).arg(SLACK_MS).arg(PRUNE);
+                    invocation
+                })
+                .collect();
+            let mut pipe = redis::pipe();
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("PX")
+                .arg(millis)
+                .ignore();
+            for registration in &registrations {
+                pipe.invoke_script(registration).ignore();
+            }
+            match pipe.query_async::<()>(&mut conn).await {
+                Err(error) if lost_scripts(&error) => {
+                    // Redis lost its scripts (a restart): load, write again.
+                    redis::cmd("SCRIPT")
+                        .arg("LOAD")
+                        .arg(INDEX_ADD)
+                        .query_async::<()>(&mut conn)
+                        .await?;
+                    pipe.query_async::<()>(&mut conn).await
+                }
+                other => other,
+            }
+        })
+        .await
+    }
+}
+
+/// Whether Redis answered that it does not know a script (its script
+/// cache was emptied by a restart or `SCRIPT FLUSH`), for one command or
+/// inside a pipeline's failures.
+fn lost_scripts(error: &redis::RedisError) -> bool {
+    error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+        || error.to_string().contains("NoScript")
 }
