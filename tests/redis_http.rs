@@ -367,18 +367,16 @@ async fn redis_dying_mid_run_keeps_requests_answered_and_its_return_is_used_agai
     assert!(origin_calls >= 30, "the handlers answered: {origin_calls}");
 
     // Health says so; A, which wrote while Redis was down, also has its
-    // write's invalidations queued.
+    // write's invalidations queued. (B may have some too: a fill whose
+    // Redis write timed out before the breaker opened has an unknown
+    // outcome, so its key is queued for deletion.)
     let started = Instant::now();
     for (at, wrote) in [(&a, true), (&b, false)] {
         loop {
             let health = health(at).await;
-            let expected = [
-                ("memory", true),
-                ("redis", false),
-                ("bus", false),
-                ("invalidations", !wrote),
-            ];
-            if health == expected {
+            let expected = [("memory", true), ("redis", false), ("bus", false)];
+            let queued = health.get(3) == Some(&("invalidations", false));
+            if health[..3] == expected && (queued || !wrote) {
                 break;
             }
             assert!(started.elapsed() < Duration::from_secs(2), "{health:?}");
