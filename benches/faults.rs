@@ -47,8 +47,12 @@
 //!   empty (no persistence);
 //! - **pause**: `CLIENT PAUSE 3000 ALL` from a raw connection;
 //! - **stall**: `DEBUG SLEEP 1` (the server answers nobody for 1 s);
-//! - **oom**: `CONFIG SET maxmemory <used_memory>` with `maxmemory-policy
-//!   noeviction` for 3 s (every write refused), then `maxmemory 0`.
+//! - **oom**: `CONFIG SET maxmemory <used_memory - 64 KiB>` with
+//!   `maxmemory-policy noeviction` for 3 s (every write refused), then
+//!   `maxmemory 0`. At exactly `used_memory` nothing was refused: the
+//!   `INFO` connection's buffers are freed as it closes, and the cache's
+//!   working set does not grow in steady state. The injector prints how
+//!   many commands Redis refused with `OOM`.
 //!
 //! The fault's end is when the injector's action ends: the restart answers
 //! `PING`, the pause expires (start + 3 s), `DEBUG SLEEP` answers,

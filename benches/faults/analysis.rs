@@ -222,11 +222,13 @@ pub(crate) fn report(run: &Run, options: &Options) {
             recovery(figures.recovery_health, figures.open_health, rest),
             ms(figures.read_p99),
         );
-        details.push((name, figures, injected.problem.clone()));
+        details.push((name, figures, injected.note.clone()));
     }
     println!();
-    println!("Stale reads by cache-status and by instance (reader's view), and injector problems:");
-    for (name, figures, problem) in details {
+    println!(
+        "Stale reads by cache-status and by instance (reader's view), and what the injector saw:"
+    );
+    for (name, figures, note) in details {
         let statuses: Vec<String> = figures
             .stale_by_status
             .iter()
@@ -240,7 +242,7 @@ pub(crate) fn report(run: &Run, options: &Options) {
                 statuses.join(", ")
             },
             figures.stale_by_instance,
-            problem.map_or(String::new(), |p| format!(" | injector: {p}")),
+            note.map_or(String::new(), |note| format!(" | injector: {note}")),
         );
     }
     println!(

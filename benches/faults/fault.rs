@@ -12,6 +12,9 @@ use super::Phase;
 /// How long the kill, the pause and the OOM last.
 pub(crate) const FAULT_LENGTH: Duration = Duration::from_secs(3);
 
+/// How far under the memory in use the OOM sets `maxmemory`.
+const OOM_MARGIN: u64 = 64 * 1024;
+
 /// One kind of Redis misbehaviour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fault {
@@ -21,7 +24,8 @@ pub(crate) enum Fault {
     Pause,
     /// `DEBUG SLEEP 1`: the server answers nobody for a second.
     Stall,
-    /// `maxmemory` at the memory in use, `noeviction`: writes refused.
+    /// `maxmemory` just under the memory in use, `noeviction`: writes
+    /// refused.
     Oom,
 }
 
@@ -44,8 +48,9 @@ pub(crate) struct Injected {
     /// When the injector's action ended: restart answering, pause
     /// expired, `DEBUG SLEEP` answered, `maxmemory 0` set.
     pub(crate) ended: Instant,
-    /// A command that failed or was refused, if any.
-    pub(crate) problem: Option<String>,
+    /// What the injector has to say: a command that failed or was
+    /// refused, or what the fault did (commands refused with OOM).
+    pub(crate) note: Option<String>,
 }
 
 /// Injects every phase's fault at its time; returns the server (to be
@@ -58,7 +63,7 @@ pub(crate) fn inject_all(
     for phase in phases {
         sleep_until(phase.fault_at);
         let started = Instant::now();
-        let problem = match phase.fault {
+        let note = match phase.fault {
             None => {
                 sleep_until(started + FAULT_LENGTH);
                 None
@@ -68,13 +73,13 @@ pub(crate) fn inject_all(
                 inject(&mut server, fault, started)
             }
         };
-        if let Some(problem) = &problem {
-            eprintln!("faults: {problem}");
+        if let Some(note) = &note {
+            eprintln!("faults: {note}");
         }
         injected.push(Injected {
             started,
             ended: Instant::now(),
-            problem,
+            note,
         });
     }
     if let Some(last) = phases.last() {
@@ -105,20 +110,46 @@ fn inject(server: &mut RedisServer, fault: Fault, started: Instant) -> Option<St
                     .to_string()
                     .lines()
                     .find_map(|line| line.strip_prefix("used_memory:"))
-                    .map(|value| value.trim().to_owned()),
+                    .and_then(|value| value.trim().parse::<u64>().ok()),
                 Err(error) => return Some(format!("INFO memory: {error}")),
             };
             let Some(used) = used else {
                 return Some("INFO memory without used_memory".to_owned());
             };
+            // Just under the memory in use. At exactly `used_memory`,
+            // nothing is refused: the INFO connection's buffers are freed
+            // as it closes, and the cache's working set no longer grows.
+            let limit = used.saturating_sub(OOM_MARGIN).max(1).to_string();
+            let refused_before = oom_errors(server);
             let set = run(server, &["CONFIG", "SET", "maxmemory-policy", "noeviction"])
-                .or_else(|| run(server, &["CONFIG", "SET", "maxmemory", &used]));
+                .or_else(|| run(server, &["CONFIG", "SET", "maxmemory", &limit]));
             sleep_until(started + FAULT_LENGTH);
+            let refused = oom_errors(server).saturating_sub(refused_before);
             // Reset even if setting failed half-way.
             let reset = run(server, &["CONFIG", "SET", "maxmemory", "0"]);
-            set.or(reset)
+            Some(set.or(reset).map_or_else(
+                || {
+                    format!(
+                        "maxmemory {limit} bytes (used {used}): {refused} commands refused with OOM"
+                    )
+                },
+                |problem| format!("{problem} ({refused} commands refused with OOM)"),
+            ))
         }
     }
+}
+
+/// How many commands Redis has refused with `OOM` since it started.
+fn oom_errors(server: &RedisServer) -> u64 {
+    strata_testkit::command(server.addr(), &["INFO", "errorstats"])
+        .map(|info| {
+            info.to_string()
+                .lines()
+                .find_map(|line| line.strip_prefix("errorstat_OOM:count="))
+                .and_then(|count| count.trim().parse().ok())
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
 }
 
 /// Sends one command on a new connection; the problem, if it failed or
