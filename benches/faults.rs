@@ -82,8 +82,9 @@
 //! - **recovery (health)**: the same with health polls: to the start of
 //!   the last poll, on any instance, that did not answer 200 (`ok`).
 //!
-//! A recovery equal to the rest of the phase means "not recovered by the
-//! phase's end" (printed with `>`).
+//! When the last bad request or poll came within 1 s of the phase's end,
+//! the recovery is printed as `> <rest of the phase>`: not recovered by
+//! the phase's end.
 //!
 //! `cargo test --all-targets` runs bench targets without `--bench`: then
 //! this prints a line and returns.
