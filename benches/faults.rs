@@ -46,7 +46,8 @@
 //! - **kill**: `redis-server` killed (`SIGKILL`), restarted 3 s later,
 //!   empty (no persistence);
 //! - **pause**: `CLIENT PAUSE 3000 ALL` from a raw connection;
-//! - **stall**: `DEBUG SLEEP 1` (the server answers nobody for 1 s);
+//! - **stall**: `DEBUG SLEEP 2` (the server answers nobody for 2 s, longer
+//!   than the default 1 s staleness bound);
 //! - **oom**: `CONFIG SET maxmemory <used_memory - 64 KiB>` with
 //!   `maxmemory-policy noeviction` for 3 s (every write refused), then
 //!   `maxmemory 0`. At exactly `used_memory` nothing was refused: the

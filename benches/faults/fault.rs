@@ -22,7 +22,8 @@ pub(crate) enum Fault {
     Kill,
     /// `CLIENT PAUSE 3000 ALL`: every client waits.
     Pause,
-    /// `DEBUG SLEEP 1`: the server answers nobody for a second.
+    /// `DEBUG SLEEP 2`: the server answers nobody for two seconds (longer
+    /// than the default 1 s staleness bound, so the bound shows).
     Stall,
     /// `maxmemory` just under the memory in use, `noeviction`: writes
     /// refused.
@@ -103,7 +104,7 @@ fn inject(server: &mut RedisServer, fault: Fault, started: Instant) -> Option<St
             sleep_until(started + FAULT_LENGTH);
             problem
         }
-        Fault::Stall => run(server, &["DEBUG", "SLEEP", "1"]),
+        Fault::Stall => run(server, &["DEBUG", "SLEEP", "2"]),
         Fault::Oom => {
             let used = match strata_testkit::command(server.addr(), &["INFO", "memory"]) {
                 Ok(info) => info
