@@ -64,7 +64,8 @@ impl Breaker {
         self.open_until.store(0, Ordering::Release);
     }
 
-    pub(crate) fn failure(&self) {
+    /// Counts a failure; whether the breaker is open after it.
+    pub(crate) fn failure(&self) -> bool {
         let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
         if failures >= self.threshold {
             let until = self.now_ms()
@@ -73,6 +74,7 @@ impl Breaker {
                     .max(1);
             self.open_until.store(until, Ordering::Release);
         }
+        failures >= self.threshold
     }
 }
 

@@ -112,11 +112,54 @@ enum Conn {
     Cluster(Box<ClusterConn>),
 }
 
-/// A cluster client and its connection, made on first use.
+/// A cluster client and its connection, made on first use and made anew
+/// after the breaker opens: a connection that lived through a master's
+/// failure can stay stuck refreshing its slot map (every request timing
+/// out) long after a new connection would work.
 struct ClusterConn {
     client: ClusterClient,
-    connection: tokio::sync::OnceCell<ClusterConnection>,
+    connection: std::sync::Mutex<Option<ClusterConnection>>,
+    connecting: tokio::sync::Mutex<()>,
     connect_timeout: Duration,
+}
+
+impl ClusterConn {
+    fn current(&self) -> Option<ClusterConnection> {
+        self.connection
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    async fn get(&self) -> RedisResult<ClusterConnection> {
+        if let Some(connection) = self.current() {
+            return Ok(connection);
+        }
+        // One connect at a time; the others then take its connection.
+        let _connecting = self.connecting.lock().await;
+        if let Some(connection) = self.current() {
+            return Ok(connection);
+        }
+        let connection =
+            match tokio::time::timeout(self.connect_timeout, self.client.get_async_connection())
+                .await
+            {
+                Ok(result) => result?,
+                Err(_) => {
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "cluster connect timed out",
+                    )));
+                }
+            };
+        *self.connection.lock().unwrap_or_else(|p| p.into_inner()) = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// Drops the connection: the next operation makes a new one.
+    fn reset(&self) {
+        *self.connection.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
 }
 
 impl fmt::Debug for RedisStore {
@@ -223,26 +266,7 @@ impl RedisStore {
     async fn handle(&self) -> RedisResult<Handle> {
         match &self.inner.conn {
             Conn::Single(manager) => Ok(Handle::Single(manager.clone())),
-            Conn::Cluster(cluster) => {
-                let ClusterConn {
-                    client,
-                    connection,
-                    connect_timeout,
-                } = &**cluster;
-                let connect = async {
-                    match tokio::time::timeout(*connect_timeout, client.get_async_connection())
-                        .await
-                    {
-                        Ok(result) => result,
-                        Err(_) => Err(redis::RedisError::from((
-                            redis::ErrorKind::Io,
-                            "cluster connect timed out",
-                        ))),
-                    }
-                };
-                let connection = connection.get_or_try_init(|| connect).await?;
-                Ok(Handle::Cluster(connection.clone()))
-            }
+            Conn::Cluster(cluster) => Ok(Handle::Cluster(cluster.get().await?)),
         }
     }
 
@@ -286,7 +310,11 @@ impl RedisStore {
             Ok(_) => inner.breaker.success(),
             Err(failed) => {
                 inner.errors.fetch_add(1, Ordering::Relaxed);
-                inner.breaker.failure();
+                if inner.breaker.failure()
+                    && let Conn::Cluster(cluster) = &inner.conn
+                {
+                    cluster.reset();
+                }
                 *inner.last_error.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some(failed.error.to_string());
             }

@@ -5,7 +5,6 @@
 //! does not flap in normal operation; on a cluster the bus follows its
 //! channel through a failover.
 
-use std::net::{Ipv4Addr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -227,74 +226,21 @@ fn shard_subscribers(node: &RedisServer, channel: &str) -> i64 {
     }
 }
 
-/// Starts a cluster node and makes it a replica of `master`, known as
-/// such to every node of `cluster` (whose masters vote in a failover).
-fn add_replica(cluster: &RedisCluster, master: &RedisServer) -> RedisServer {
-    let bus_port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
-    let replica = RedisServer::start_with_args(&[
-        "--cluster-enabled",
-        "yes",
-        "--cluster-port",
-        &bus_port,
-        "--cluster-node-timeout",
-        "2000",
-    ])
-    .unwrap();
-    let port = master.port().to_string();
-    assert_eq!(
-        replica.command(&["CLUSTER", "MEET", "127.0.0.1", &port]),
-        Reply::ok()
-    );
-    let master_id = master
-        .command(&["CLUSTER", "MYID"])
-        .to_string()
-        .trim()
-        .to_owned();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while replica.command(&["CLUSTER", "REPLICATE", &master_id]) != Reply::ok() {
-        assert!(Instant::now() < deadline, "{}", replica.log_tail());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let replica_id = replica
-        .command(&["CLUSTER", "MYID"])
-        .to_string()
-        .trim()
-        .to_owned();
-    while !replica
-        .command(&["INFO", "replication"])
-        .to_string()
-        .contains("master_link_status:up")
-        || !cluster.nodes().iter().all(|node| {
-            node.command(&["CLUSTER", "NODES"])
-                .to_string()
-                .lines()
-                .any(|line| line.starts_with(&replica_id) && line.contains("slave"))
-        })
-    {
-        assert!(Instant::now() < deadline, "{}", replica.log_tail());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    replica
-}
-
 /// Invalidations reach the other instance's memory through the sharded
 /// bus on the channel's master; after that shard fails over, both
 /// instances follow the channel to the new master (flushing memory, as on
 /// a reconnect) and invalidations reach them again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sharded_bus_follows_its_channel_through_a_failover() {
-    let Some(cluster) = RedisCluster::start(3) else {
+    let Some(mut cluster) = RedisCluster::start(3) else {
         return;
     };
     let channel = format!("{PREFIX}~bus");
-    let nodes: Vec<&RedisServer> = cluster.nodes().iter().collect();
-    let owner = owner_of(&nodes, &channel);
-    let replica = add_replica(&cluster, nodes[owner]);
+    let masters: Vec<&RedisServer> = cluster.nodes().iter().collect();
+    let owner = owner_of(&masters, &channel);
+    let replica = cluster.add_replica(owner);
+    let nodes: Vec<&RedisServer> = cluster.nodes()[..3].iter().collect();
+    let replica = &cluster.nodes()[replica];
     let build = |urls: Vec<String>| {
         let redis = RedisStore::cluster(urls)
             .prefix(PREFIX)
@@ -341,11 +287,11 @@ async fn the_sharded_bus_follows_its_channel_through_a_failover() {
     until(deadline, "the replica owns the channel", || {
         let serves =
             |node: &RedisServer| matches!(node.command(&["EXISTS", &channel]), Reply::Integer(_));
-        serves(&replica) && !serves(nodes[owner])
+        serves(replica) && !serves(nodes[owner])
     })
     .await;
     until(deadline, "both subscribe on the new master", || {
-        shard_subscribers(&replica, &channel) == 2
+        shard_subscribers(replica, &channel) == 2
     })
     .await;
     for store in [&a, &b] {

@@ -13,6 +13,8 @@ use crate::resp::{self, Reply};
 use crate::server::RedisServer;
 use crate::tempdir::{self, TempDir};
 
+mod replica;
+
 /// Slots in a Redis Cluster.
 const SLOTS: u32 = 16_384;
 /// How long `redis-cli --cluster create` may run.

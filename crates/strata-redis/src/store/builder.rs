@@ -95,7 +95,8 @@ impl RedisStoreBuilder {
                 .map_err(|e| Error::Config(format!("redis cluster {:?}: {e}", self.nodes)))?;
             Conn::Cluster(Box::new(ClusterConn {
                 client,
-                connection: tokio::sync::OnceCell::new(),
+                connection: std::sync::Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(()),
                 connect_timeout: self.connect_timeout,
             }))
         } else {
