@@ -29,7 +29,10 @@ impl Inner {
                 .publish(&self.channel, &payload)
                 .await
                 .map_err(|e| e.to_string()),
-            Some(true) => self.publish_sharded(&payload).await,
+            Some(true) => self.publish_sharded(&payload).await.inspect_err(|error| {
+                // Past the store's own calls: count it where errors are.
+                self.l2.count_error(&format!("redis SPUBLISH: {error}"));
+            }),
             // A cluster takes only sharded publishes for the bus, and which
             // one this is shows when the bus first connects.
             None => Err("the bus has not reached Redis yet".to_owned()),
