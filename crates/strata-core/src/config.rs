@@ -129,6 +129,11 @@ pub struct Config {
     /// The bound on one Redis operation, in milliseconds
     /// (`CACHE_REDIS_TIMEOUT_MS`, default 50).
     pub redis_timeout_ms: u64,
+    /// With Redis, how long after an invalidation another instance may
+    /// still serve what it names from memory when the bus stalls or
+    /// breaks, in milliseconds (`CACHE_STALENESS_BOUND_MS`, default 1000,
+    /// at least 20; see `TieredStore::with_staleness_bound`).
+    pub staleness_bound_ms: u64,
     /// Memory store capacity in bytes.
     pub memory_bytes: u64,
     /// Largest body stored, in bytes.
@@ -148,6 +153,7 @@ impl Default for Config {
             redis_url: None,
             redis_cluster_urls: Vec::new(),
             redis_timeout_ms: 50,
+            staleness_bound_ms: 1000,
             memory_bytes: DEFAULT_MEMORY_BYTES,
             max_body_bytes: DEFAULT_MAX_BODY,
             max_key_len: DEFAULT_MAX_KEY_LEN,
@@ -160,7 +166,7 @@ impl Config {
     /// The defaults, overridden by the process environment: `CACHE_APP`,
     /// `CACHE_ENV`, `USE_REDIS_CACHE` (`true`/`1`/`yes`/`on`, any case),
     /// `REDIS_URL`, `REDIS_CLUSTER_URLS`, `CACHE_REDIS_TIMEOUT_MS`,
-    /// `CACHE_MEMORY_BYTES`, `CACHE_MAX_BODY_BYTES`, and
+    /// `CACHE_STALENESS_BOUND_MS`, `CACHE_MEMORY_BYTES`, `CACHE_MAX_BODY_BYTES`, and
     /// `CACHE_TTL_<PROFILE>` in seconds (e.g. `CACHE_TTL_REPORTS=120`).
     pub fn from_env() -> Result<Self, Error> {
         let mut config = Self::from_lookup(|name| std::env::var(name).ok())?;
@@ -211,6 +217,9 @@ impl Config {
         }
         if let Some(millis) = lookup("CACHE_REDIS_TIMEOUT_MS") {
             config.redis_timeout_ms = parse_number("CACHE_REDIS_TIMEOUT_MS", &millis)?;
+        }
+        if let Some(millis) = lookup("CACHE_STALENESS_BOUND_MS") {
+            config.staleness_bound_ms = parse_number("CACHE_STALENESS_BOUND_MS", &millis)?;
         }
         if let Some(bytes) = lookup("CACHE_MEMORY_BYTES") {
             config.memory_bytes = parse_number("CACHE_MEMORY_BYTES", &bytes)?;
@@ -293,6 +302,9 @@ mod tests {
         .unwrap();
         assert_eq!(config.key_prefix(), "thebot:production:");
         assert!(config.use_redis);
+        assert_eq!(config.staleness_bound_ms, 1000, "the default");
+        let bound = Config::from_lookup(lookup(&[("CACHE_STALENESS_BOUND_MS", "250")])).unwrap();
+        assert_eq!(bound.staleness_bound_ms, 250);
         assert_eq!(
             config.redis_url.as_deref(),
             Some("redis://127.0.0.1:6379/1")
@@ -307,6 +319,11 @@ mod tests {
         assert!(err.to_string().contains("REDIS_URL"), "{err}");
         let err = Config::from_lookup(lookup(&[("CACHE_MEMORY_BYTES", "lots")])).unwrap_err();
         assert!(err.to_string().contains("CACHE_MEMORY_BYTES"), "{err}");
+        let err = Config::from_lookup(lookup(&[("CACHE_STALENESS_BOUND_MS", "1s")])).unwrap_err();
+        assert!(
+            err.to_string().contains("CACHE_STALENESS_BOUND_MS"),
+            "{err}"
+        );
     }
 
     #[test]

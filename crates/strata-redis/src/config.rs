@@ -38,5 +38,31 @@ pub fn store_from_config(config: &Config) -> Result<Arc<dyn Store>, Error> {
         .prefix(config.key_prefix())
         .op_timeout(Duration::from_millis(config.redis_timeout_ms.max(1)))
         .build()?;
-    Ok(Arc::new(TieredStore::new(memory, redis)?))
+    let bound = Duration::from_millis(config.staleness_bound_ms);
+    Ok(Arc::new(TieredStore::with_staleness_bound(
+        memory, redis, bound,
+    )?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(bound_ms: u64) -> Config {
+        Config {
+            use_redis: true,
+            redis_url: Some("redis://127.0.0.1:1/".to_owned()),
+            staleness_bound_ms: bound_ms,
+            ..Config::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_staleness_bound_comes_from_the_config() {
+        assert!(store_from_config(&config(1500)).is_ok());
+        let Err(error) = store_from_config(&config(5)) else {
+            panic!("a 5 ms bound was taken");
+        };
+        assert!(error.to_string().contains("staleness bound"), "{error}");
+    }
 }
