@@ -179,9 +179,49 @@ async fn body_over_max_body_is_streamed_not_buffered() {
     assert_eq!(calls.count(), 2);
 }
 
+/// A body of unknown length (streamed, chunked, compressed on the fly) is
+/// read until it ends, within the limit, and stored like any other: the
+/// next request is a hit with a `Content-Length`.
 #[tokio::test]
-async fn streaming_body_of_unknown_length_passes_through_and_is_not_stored() {
+async fn streaming_body_of_unknown_length_is_buffered_and_stored() {
     let cache = cache_with_max_body(1024 * 1024);
+    let calls = Calls::default();
+    let counted = calls.clone();
+    let app = Router::new()
+        .route(
+            "/stream",
+            get(move || async move {
+                counted.hit();
+                let chunks: Vec<Result<Bytes, Infallible>> = vec![
+                    Ok(Bytes::from_static(b"first,")),
+                    Ok(Bytes::from_static(b"second")),
+                ];
+                Body::from_stream(futures_util::stream::iter(chunks))
+            })
+            .layer(CachePolicy::public(MINUTE)),
+        )
+        .layer(cache.layer());
+    let server = TestServer::start(app).await;
+
+    for expected in ["strata; fwd=uri-miss; stored", "strata; hit"] {
+        let response = server.get("/stream").send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(header(&response, "cache-status"), expected);
+        assert_eq!(header(&response, "content-length"), "12");
+        assert_eq!(header(&response, "transfer-encoding"), "");
+        assert_ne!(header(&response, "etag"), "");
+        assert_eq!(response.bytes().await.unwrap(), "first,second");
+    }
+    assert_eq!(calls.count(), 1, "stored once, hit after");
+}
+
+/// A stream of unknown length that passes the limit goes through whole and
+/// is not stored; what was read while looking for its end is not held
+/// back once the limit is passed (the first chunk, over the limit, reaches
+/// the client while the handler still holds the rest).
+#[tokio::test]
+async fn streaming_body_of_unknown_length_over_the_limit_streams_through() {
+    let cache = cache_with_max_body(1024);
     let calls = Calls::default();
     let counted = calls.clone();
     let gate = Arc::new(Semaphore::new(0));
@@ -192,8 +232,8 @@ async fn streaming_body_of_unknown_length_passes_through_and_is_not_stored() {
             get(move || async move {
                 counted.hit();
                 let stream = gated_stream(
-                    Bytes::from_static(b"first,"),
-                    Bytes::from_static(b"second"),
+                    Bytes::from(vec![b'a'; 1500]),
+                    Bytes::from(vec![b'b'; 500]),
                     handler_gate,
                 );
                 Body::from_stream(stream)
@@ -208,11 +248,13 @@ async fn streaming_body_of_unknown_length_passes_through_and_is_not_stored() {
         assert_eq!(head.status(), 200);
         assert_eq!(
             header(&head, "cache-status"),
-            "strata; fwd=uri-miss; detail=unknown-length"
+            "strata; fwd=uri-miss; detail=too-large"
         );
-        assert_eq!(body, b"first,second");
+        assert_eq!(body.len(), 2000);
+        assert!(body[..1500].iter().all(|&b| b == b'a'));
+        assert!(body[1500..].iter().all(|&b| b == b'b'));
     }
-    assert_eq!(calls.count(), 2, "a stream of unknown length is not stored");
+    assert_eq!(calls.count(), 2, "too large to store");
 }
 
 #[tokio::test]

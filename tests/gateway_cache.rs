@@ -6,7 +6,7 @@
 //!
 //! The upstream answers `/r/{name}` with the headers its query asks for
 //! (`cc`, `scc`, `age`, `vary`, `expires`, `lm`, `sk`, `cookie`,
-//! `rollcookie`, `status`), and a body naming how often that URL was called and the
+//! `rollcookie`, `status`, `chunked`), and a body naming how often that URL was called and the
 //! request's `Accept-Language` and `Accept-Encoding`.
 
 #[path = "../examples/gateway/proxy.rs"]
@@ -215,6 +215,19 @@ async fn upstream_handler(State(origin): State<Origin>, request: Request) -> Res
         .get("host")
         .map_or("-", |v| v.to_str().unwrap());
     let body = format!("call {call} of {path} lang={lang} enc={encoding} host={host}");
+    // `chunked=N`: the body padded to N bytes and sent in three chunks,
+    // with no `Content-Length` (chunked transfer coding on the wire).
+    if let Some(size) = ask.get("chunked") {
+        let size: usize = size.parse().unwrap();
+        let mut padded = body.into_bytes();
+        padded.resize(size.max(padded.len()), b'.');
+        let third = padded.len() / 3;
+        let mut rest = bytes::Bytes::from(padded);
+        let chunks: Vec<Result<bytes::Bytes, std::convert::Infallible>> =
+            vec![Ok(rest.split_to(third)), Ok(rest.split_to(third)), Ok(rest)];
+        let body = axum::body::Body::from_stream(futures_util::stream::iter(chunks));
+        return (status, headers, body).into_response();
+    }
     (status, headers, body).into_response()
 }
 
@@ -1213,4 +1226,24 @@ async fn if_none_match_against_a_copy_without_an_etag_gets_the_whole_response() 
         )
         .await;
     assert_eq!(dated.status, StatusCode::NOT_MODIFIED);
+}
+
+/// An upstream answering with chunked transfer coding (no `Content-Length`)
+/// is stored and hit like any other; one past the cache's body limit
+/// streams through whole and is not stored.
+#[tokio::test]
+async fn a_chunked_upstream_response_is_stored_and_a_too_large_one_streams_through() {
+    let setup = setup().await;
+    let hit = setup.stored("/r/chunked?cc=max-age=60&chunked=3000").await;
+    assert_eq!(hit.body.len(), 3000);
+    assert_eq!(hit.headers["content-length"], "3000");
+    assert!(!hit.headers.contains_key("transfer-encoding"));
+    assert_eq!(setup.origin.calls("/r/chunked"), 1);
+
+    let big = 5 << 20;
+    let url = format!("/r/big?cc=max-age=60&chunked={big}");
+    setup.not_stored(&url, "too-large").await;
+    let whole = setup.get(&url).await;
+    assert_eq!(whole.body.len(), big, "streamed through whole");
+    assert!(whole.body.starts_with("call 3 of /r/big"));
 }

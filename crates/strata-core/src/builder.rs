@@ -171,8 +171,13 @@ impl CacheBuilder {
     }
 
     /// The largest body the layer buffers and stores (default
-    /// [`DEFAULT_MAX_BODY`]). Larger bodies, and bodies of unknown length,
-    /// are streamed through without being buffered.
+    /// [`DEFAULT_MAX_BODY`]). A body declared larger streams through
+    /// without being buffered; a body of unknown length (streamed, chunked,
+    /// compressed on the fly) is read until it ends and stored when it
+    /// fits, or, once it passes the limit, streams through with what was
+    /// read first. Such a body reaches the client only once it is read
+    /// whole (or past the limit): a stream that must reach the client as
+    /// it is produced needs `no-store` (or `text/event-stream`).
     pub fn max_body(mut self, max_body: usize) -> Self {
         self.max_body = max_body;
         self

@@ -121,7 +121,7 @@ pub struct StatsSnapshot {
     /// Requests that went to the inner service with a response the cache
     /// would not store (no policy, `no-store`, `no-cache`, private without
     /// a user, an error status, `Set-Cookie` on a shared response, too
-    /// large or of unknown length, ...).
+    /// large, ...).
     pub bypasses: u64,
     /// 304 responses sent.
     pub not_modified: u64,

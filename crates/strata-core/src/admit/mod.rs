@@ -10,8 +10,8 @@
 //! - [`origin`]: under [`CachePolicy::origin`] the response's own headers
 //!   decide, as RFC 9111 has a shared cache decide.
 //!
-//! What neither may ever store (an event stream, a body of unknown or too
-//! large a length, a `Set-Cookie` in a shared entry) is checked here for
+//! What neither may ever store (an event stream, a body declared too
+//! large, a `Set-Cookie` in a shared entry) is checked here for
 //! both, and [`gate`] keeps per-client fields out of every stored copy
 //! whichever path writes it.
 
@@ -50,11 +50,19 @@ pub(crate) fn decide(input: &Input<'_>) -> Result<Plan, NotStored> {
     if is_event_stream {
         return Err(NotStored::Stream);
     }
-    match input.length {
-        None => Err(NotStored::UnknownLength),
-        Some(len) if len > input.max_body as u64 => Err(NotStored::TooLarge),
-        Some(_) => Ok(plan),
+    if !within_limit(input.length, input.max_body) {
+        return Err(NotStored::TooLarge);
     }
+    Ok(plan)
+}
+
+/// Whether a body of `length` (as [`body_length`] reads it) may be read
+/// whole, up to `max_body`: one declared (or hinted) within the limit, or
+/// one of unknown length (chunked, compressed on the fly, streamed), which
+/// is read until it ends or passes the limit, and then streams through
+/// with what was read first. The rule for fills and `no-cache` ETags alike.
+pub(crate) fn within_limit(length: Option<u64>, max_body: usize) -> bool {
+    length.is_none_or(|len| len <= max_body as u64)
 }
 
 #[cfg(test)]

@@ -31,9 +31,8 @@ pub(crate) enum NotStored {
     VaryStar,
     /// `text/event-stream`: never ends, never stored.
     Stream,
-    /// Neither `Content-Length` nor an exact size hint.
-    UnknownLength,
-    /// Longer than the store's per-entry limit.
+    /// Longer than the store's per-entry limit (declared so, or found so
+    /// while reading a body of unknown length).
     TooLarge,
     /// An anonymous request for a per-user URL: not even looked at.
     Bypass,
@@ -61,7 +60,6 @@ impl NotStored {
             Self::Ttl => "ttl",
             Self::VaryStar => "vary-star",
             Self::Stream => "stream",
-            Self::UnknownLength => "unknown-length",
             Self::TooLarge => "too-large",
             Self::Bypass => "bypass",
             Self::Rfc(reason) => reason.detail(),

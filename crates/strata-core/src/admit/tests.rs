@@ -138,9 +138,8 @@ fn every_rule_in_its_place() {
         case("event stream", public())
             .response(&[("content-type", "text/event-stream; charset=utf-8")])
             .refused(NotStored::Stream),
-        case("unknown length", public())
-            .length(None)
-            .refused(NotStored::UnknownLength),
+        // Read until it ends or passes the limit (see `within_limit`).
+        case("unknown length", public()).length(None),
         case("at the limit", public()).length(Some(MAX_BODY as u64)),
         case("past the limit", public())
             .length(Some(MAX_BODY as u64 + 1))
@@ -243,12 +242,7 @@ fn unstored_responses_keep_their_own_cache_control_where_it_matters() {
     ] {
         assert!(!why.takes_policy_headers(), "{why:?}");
     }
-    for why in [
-        NotStored::TooLarge,
-        NotStored::UnknownLength,
-        NotStored::Stream,
-        NotStored::Bypass,
-    ] {
+    for why in [NotStored::TooLarge, NotStored::Stream, NotStored::Bypass] {
         assert!(why.takes_policy_headers(), "{why:?}");
     }
 }

@@ -1,6 +1,6 @@
 //! `no-cache` routes: never stored, but validated. The body is read (when
-//! its length is known and within the limit) to give it an ETag, and a
-//! matching conditional request gets 304.
+//! it is within the limit, or of unknown length and turns out to be) to
+//! give it an ETag, and a matching conditional request gets 304.
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, ETAG, LAST_MODIFIED};
@@ -16,9 +16,8 @@ use crate::shared::Shared;
 use crate::stats::bump;
 use crate::status::{CACHE_STATUS, Fwd, Served};
 
-/// `no-cache`: never stored, but validated. The body is read (when its
-/// length is known and within the limit) to give it an ETag, and a
-/// matching conditional request gets 304.
+/// `no-cache`: never stored, but validated. The body is read (up to the
+/// limit) to give it an ETag, and a matching conditional request gets 304.
 pub(crate) async fn respond<B>(
     shared: &Shared,
     response: Response<B>,
@@ -30,7 +29,7 @@ where
     B::Error: Into<BoxError>,
 {
     let status = Served::NotStored(Fwd::Bypass, NotStored::NoCache).header();
-    let measurable = admit::body_length(&response).is_some_and(|len| len <= shared.max_body as u64);
+    let measurable = admit::within_limit(admit::body_length(&response), shared.max_body);
     if !measurable || !response.status().is_success() {
         let mut response = response.map(CacheBody::inner);
         response
