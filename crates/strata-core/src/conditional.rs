@@ -29,6 +29,47 @@ pub fn etag_for(body: &[u8]) -> HeaderValue {
     HeaderValue::from_bytes(&quoted).expect("quoted hex is a valid header value")
 }
 
+/// A strong `etag` made particular to `coding` (`"v1"` for `gzip` becomes
+/// `"v1-gzip"`, as Apache's `mod_deflate` does), for a response stored
+/// with that `Content-Encoding`: a compression layer keeps its handler's
+/// ETag on every encoding it makes, while RFC 9110 §8.8.3 wants each
+/// representation's strong tag to be its own. `None` (keep the tag) for a
+/// weak tag, one already particular to `coding`, or identity.
+///
+/// ```
+/// use http::HeaderValue;
+/// use strata_core::conditional::etag_for_coding;
+///
+/// let tag = HeaderValue::from_static("\"v1\"");
+/// assert_eq!(etag_for_coding(&tag, "gzip").unwrap(), "\"v1-gzip\"");
+/// assert_eq!(etag_for_coding(&HeaderValue::from_static("\"v1-gzip\""), "gzip"), None);
+/// assert_eq!(etag_for_coding(&HeaderValue::from_static("W/\"v1\""), "gzip"), None);
+/// assert_eq!(etag_for_coding(&tag, "gzip, br"), None);
+/// ```
+pub fn etag_for_coding(etag: &HeaderValue, coding: &str) -> Option<HeaderValue> {
+    let coding = coding.trim();
+    // One coding, a token (several, as in `gzip, br`, are left alone).
+    let token = coding
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if coding.is_empty() || !token || coding.eq_ignore_ascii_case("identity") {
+        return None;
+    }
+    let inner = etag.as_bytes().strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    let mut suffix = Vec::with_capacity(coding.len() + 1);
+    suffix.push(b'-');
+    suffix.extend(coding.bytes().map(|b| b.to_ascii_lowercase()));
+    if inner.ends_with(&suffix) {
+        return None;
+    }
+    let mut tagged = Vec::with_capacity(inner.len() + suffix.len() + 2);
+    tagged.push(b'"');
+    tagged.extend_from_slice(inner);
+    tagged.extend_from_slice(&suffix);
+    tagged.push(b'"');
+    HeaderValue::from_bytes(&tagged).ok()
+}
+
 /// The opaque part of an entity tag, without `W/` and quotes.
 fn opaque(tag: &[u8]) -> &[u8] {
     let tag = tag.strip_prefix(b"W/").unwrap_or(tag);

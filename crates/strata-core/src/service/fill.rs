@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{AGE, CACHE_CONTROL, CONTENT_LENGTH, DATE, ETAG, LAST_MODIFIED, VARY};
+use http::header::{
+    AGE, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, DATE, ETAG, LAST_MODIFIED, VARY,
+};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body::Body;
 
@@ -226,6 +228,16 @@ fn add_validators(
     // No made-up ETag on another server's response: revalidating with a
     // tag the upstream never issued would only cost it a full answer.
     let etag = (!headers.contains_key(ETAG) && !origin).then(|| etag_for(body));
+    // The app's own tag on an encoded body (a compression layer inside the
+    // cache keeps it on every encoding) becomes that encoding's own.
+    if !origin
+        && let Some(coding) = headers.get(CONTENT_ENCODING).and_then(|v| v.to_str().ok())
+        && let Some(tagged) = headers
+            .get(ETAG)
+            .and_then(|etag| conditional::etag_for_coding(etag, coding))
+    {
+        headers.insert(ETAG, tagged);
+    }
     let stored_last_modified = headers
         .get(LAST_MODIFIED)
         .and_then(conditional::parse_http_date);
