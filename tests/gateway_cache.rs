@@ -1247,3 +1247,23 @@ async fn a_chunked_upstream_response_is_stored_and_a_too_large_one_streams_throu
     assert_eq!(whole.body.len(), big, "streamed through whole");
     assert!(whole.body.starts_with("call 3 of /r/big"));
 }
+
+/// Behind the gateway a range request goes on as asked (this upstream
+/// ignores it and answers 200), the whole response is stored, and ranges
+/// are then answered from the cache.
+#[tokio::test]
+async fn ranges_are_answered_from_a_stored_upstream_response() {
+    let setup = setup().await;
+    let url = "/r/file?cc=max-age=60&chunked=3000";
+    let first = setup.get_with(url, &[("range", "bytes=0-9")]).await;
+    assert_eq!(first.status, StatusCode::PARTIAL_CONTENT);
+    assert!(first.cache_status.ends_with("stored"), "{}", first.cache_status);
+    assert_eq!(first.headers["content-range"], "bytes 0-9/3000");
+    assert_eq!(first.body, "call 1 of ");
+    let tail = setup.get_with(url, &[("range", "bytes=-3")]).await;
+    assert_eq!(tail.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(tail.cache_status, "strata; hit");
+    assert_eq!(tail.headers["content-range"], "bytes 2997-2999/3000");
+    assert_eq!(tail.body, "...");
+    assert_eq!(setup.origin.calls("/r/file"), 1);
+}

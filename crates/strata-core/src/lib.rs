@@ -54,6 +54,7 @@ mod layer;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod policy;
+mod range;
 mod rfc9111;
 mod service;
 mod shared;

@@ -11,7 +11,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
+use http::header::{
+    CACHE_CONTROL, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE,
+};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
@@ -80,6 +82,19 @@ where
         // stored. The cache answers the validators itself afterwards.
         parts.headers.remove(IF_NONE_MATCH);
         parts.headers.remove(IF_MODIFIED_SINCE);
+        // The app's handler is asked for the whole body, which the cache
+        // stores and answers the range from. Behind the gateway a range
+        // goes on as asked: fetching a whole large file for its first
+        // bytes would cost more than it saves; the upstream's 206 passes
+        // through, not stored.
+        let origin = shared
+            .default_policy
+            .as_ref()
+            .is_some_and(|policy| policy.scope() == Scope::Origin);
+        if !origin {
+            parts.headers.remove(RANGE);
+            parts.headers.remove(IF_RANGE);
+        }
         // With the stale copy's own validators instead, a 304 says the
         // copy is still good (RFC 9111 §4.3.1).
         if let Some(stale) = stale

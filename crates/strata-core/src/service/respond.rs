@@ -1,15 +1,20 @@
 //! Building a response from a stored entry: 304 when the request's
 //! validators match, else the stored status, headers and body (none for
-//! HEAD), with `Age` and `Cache-Status`.
+//! HEAD; the part a GET's `Range` asks for, see [`range`]), with `Age`
+//! and `Cache-Status`.
 
 use std::time::Duration;
 
-use http::header::{AGE, IF_MODIFIED_SINCE, IF_NONE_MATCH, SET_COOKIE};
+use http::header::{
+    AGE, CONTENT_LENGTH, CONTENT_RANGE, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, RANGE,
+    SET_COOKIE,
+};
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 use crate::body::CacheBody;
 use crate::conditional::is_not_modified;
 use crate::entry::{CachedResponse, Entry};
+use crate::range::{self, Wanted};
 use crate::rfc9111;
 use crate::stats::{Stats, bump};
 use crate::status::{self, Served};
@@ -68,15 +73,46 @@ impl Answer<'_> {
             }
             return response;
         }
-        let body = if self.head {
-            CacheBody::empty()
+        // Range is defined for GET alone (RFC 9110 §14.2), and answered
+        // from a whole stored 200.
+        let wanted = if !self.head && stored.status() == StatusCode::OK {
+            self.wanted(stored)
         } else {
-            CacheBody::full(stored.body().clone())
+            Wanted::Whole
+        };
+        let (status, body) = match wanted {
+            Wanted::Whole if self.head => (stored.status(), CacheBody::empty()),
+            Wanted::Whole => (stored.status(), CacheBody::full(stored.body().clone())),
+            Wanted::Part { first, last } => {
+                let part = stored.body().slice(first as usize..=last as usize);
+                (StatusCode::PARTIAL_CONTENT, CacheBody::full(part))
+            }
+            Wanted::Unsatisfiable => (StatusCode::RANGE_NOT_SATISFIABLE, CacheBody::empty()),
         };
         let mut response = Response::new(body);
-        *response.status_mut() = stored.status();
+        *response.status_mut() = status;
         let headers = response.headers_mut();
         *headers = stored.headers().clone();
+        let length = stored.body().len();
+        match wanted {
+            Wanted::Whole => {}
+            Wanted::Part { first, last } => {
+                let range = format!("bytes {first}-{last}/{length}");
+                headers.insert(
+                    CONTENT_RANGE,
+                    HeaderValue::from_str(&range).expect("digits"),
+                );
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(last - first + 1));
+            }
+            Wanted::Unsatisfiable => {
+                let range = format!("bytes */{length}");
+                headers.insert(
+                    CONTENT_RANGE,
+                    HeaderValue::from_str(&range).expect("digits"),
+                );
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(0));
+            }
+        }
         if stored.has_targeted_field() {
             headers.remove(rfc9111::STRATA_CACHE_CONTROL);
         }
@@ -86,6 +122,21 @@ impl Answer<'_> {
             status::replace_own(headers, served.header());
         }
         response
+    }
+}
+
+impl Answer<'_> {
+    /// The part of `stored` the request's `Range` asks for, if it has one.
+    fn wanted(&self, stored: &CachedResponse) -> Wanted {
+        if !self.request.contains_key(RANGE) {
+            return Wanted::Whole;
+        }
+        range::wanted(
+            self.request,
+            stored.body().len() as u64,
+            stored.etag(),
+            stored.headers().get(LAST_MODIFIED),
+        )
     }
 }
 
