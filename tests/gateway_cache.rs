@@ -1257,7 +1257,11 @@ async fn ranges_are_answered_from_a_stored_upstream_response() {
     let url = "/r/file?cc=max-age=60&chunked=3000";
     let first = setup.get_with(url, &[("range", "bytes=0-9")]).await;
     assert_eq!(first.status, StatusCode::PARTIAL_CONTENT);
-    assert!(first.cache_status.ends_with("stored"), "{}", first.cache_status);
+    assert!(
+        first.cache_status.ends_with("stored"),
+        "{}",
+        first.cache_status
+    );
     assert_eq!(first.headers["content-range"], "bytes 0-9/3000");
     assert_eq!(first.body, "call 1 of ");
     let tail = setup.get_with(url, &[("range", "bytes=-3")]).await;

@@ -56,8 +56,16 @@ impl Answer<'_> {
         served: Served,
     ) -> Response<CacheBody<B>> {
         let age = status::age_value(age.as_secs());
-        let conditional = self.request.contains_key(IF_NONE_MATCH)
-            || self.request.contains_key(IF_MODIFIED_SINCE);
+        // One pass over the request's field names finds the validators and
+        // a range (cheaper than a lookup for each on a hit's few fields).
+        let (mut conditional, mut ranged) = (false, false);
+        for name in self.request.keys() {
+            if name == IF_NONE_MATCH || name == IF_MODIFIED_SINCE {
+                conditional = true;
+            } else if name == RANGE {
+                ranged = true;
+            }
+        }
         if conditional
             && stored.status().is_success()
             && is_not_modified(self.request, stored.etag(), Some(stored.last_modified()))
@@ -75,8 +83,13 @@ impl Answer<'_> {
         }
         // Range is defined for GET alone (RFC 9110 §14.2), and answered
         // from a whole stored 200.
-        let wanted = if !self.head && stored.status() == StatusCode::OK {
-            self.wanted(stored)
+        let wanted = if ranged && !self.head && stored.status() == StatusCode::OK {
+            range::wanted(
+                self.request,
+                stored.body().len() as u64,
+                stored.etag(),
+                stored.headers().get(LAST_MODIFIED),
+            )
         } else {
             Wanted::Whole
         };
@@ -122,21 +135,6 @@ impl Answer<'_> {
             status::replace_own(headers, served.header());
         }
         response
-    }
-}
-
-impl Answer<'_> {
-    /// The part of `stored` the request's `Range` asks for, if it has one.
-    fn wanted(&self, stored: &CachedResponse) -> Wanted {
-        if !self.request.contains_key(RANGE) {
-            return Wanted::Whole;
-        }
-        range::wanted(
-            self.request,
-            stored.body().len() as u64,
-            stored.etag(),
-            stored.headers().get(LAST_MODIFIED),
-        )
     }
 }
 
