@@ -17,6 +17,7 @@ use axum::Router;
 use axum::http::header::ETAG;
 use axum::routing::get;
 use common::{Calls, TestServer};
+use strata::compress::Compression;
 use strata::{Cache, CachePolicy, MockClock};
 use tower_http::compression::CompressionLayer;
 
@@ -67,7 +68,16 @@ struct Seen {
 }
 
 async fn fetch(server: &TestServer, accept: Option<&str>, if_none_match: Option<&str>) -> Seen {
-    let mut request = server.get("/data");
+    fetch_path(server, "/data", accept, if_none_match).await
+}
+
+async fn fetch_path(
+    server: &TestServer,
+    path: &str,
+    accept: Option<&str>,
+    if_none_match: Option<&str>,
+) -> Seen {
+    let mut request = server.get(path);
     if let Some(accept) = accept {
         request = request.header("accept-encoding", accept);
     }
@@ -107,6 +117,7 @@ async fn fetch(server: &TestServer, accept: Option<&str>, if_none_match: Option<
                 .unwrap();
             out
         }
+        "zstd" => String::from_utf8(zstd::decode_all(&raw[..]).unwrap()).unwrap(),
         _ => String::from_utf8(raw.to_vec()).unwrap(),
     };
     Seen {
@@ -213,4 +224,260 @@ async fn compression_outside_the_cache_compresses_every_hit_of_one_stored_copy()
         assert_eq!(hit.etag, first.etag);
     }
     assert_eq!(calls.count(), 1, "one identity copy for every encoding");
+}
+
+/// Built-in compression: one fill, every encoding stored with it, each
+/// request answered in the coding it prefers, already compressed.
+#[tokio::test]
+async fn built_in_compression_stores_once_and_negotiates_every_hit() {
+    let cache = Cache::builder()
+        .clock(MockClock::new())
+        .compression(Compression::default())
+        .build();
+    let calls = Calls::default();
+    let server = TestServer::start(routes(&calls, None).layer(cache.layer())).await;
+    let first = fetch(&server, Some("gzip"), None).await;
+    assert!(
+        first.cache_status.ends_with("stored"),
+        "{}",
+        first.cache_status
+    );
+    assert_eq!(first.encoding, "gzip");
+    let mut etags = std::collections::HashMap::new();
+    for (accept, expected) in [
+        (Some("gzip"), "gzip"),
+        (Some("br"), "br"),
+        (Some("zstd"), "zstd"),
+        (None, ""),
+        (Some("identity"), ""),
+        (Some("gzip;q=0.5, br;q=0.9"), "br"),
+        (Some("gzip, deflate"), "gzip"),
+        (Some("br;q=0, gzip;q=0.1"), "gzip"),
+        (Some("gzip;q=0.5, identity"), ""),
+        (Some("*;q=0, identity"), ""),
+        (Some("deflate"), ""),
+        // Nothing acceptable: identity all the same (RFC 9110 §12.5.3).
+        (Some("identity;q=0"), ""),
+    ] {
+        let seen = fetch(&server, accept, None).await;
+        assert_eq!(seen.status, 200, "{accept:?}");
+        assert_eq!(seen.cache_status, "strata; hit", "{accept:?}");
+        assert_eq!(seen.encoding, expected, "{accept:?}");
+        assert_eq!(seen.body, document(), "{accept:?}");
+        assert!(
+            seen.vary.contains("accept-encoding"),
+            "{accept:?}: {}",
+            seen.vary
+        );
+        let previous = etags.insert(expected, seen.etag.clone());
+        assert!(previous.is_none_or(|tag| tag == seen.etag), "{accept:?}");
+    }
+    // `*` takes the smallest stored coding.
+    let star = fetch(&server, Some("*"), None).await;
+    assert!(["br", "zstd", "gzip"].contains(&star.encoding.as_str()));
+    assert_eq!(calls.count(), 1, "compressed once, when stored");
+    let mut distinct: Vec<&String> = etags.values().collect();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        4,
+        "one strong ETag per representation: {etags:?}"
+    );
+    // 304 for the representation the request selects, only.
+    let gzip_tag = etags["gzip"].clone();
+    assert_eq!(
+        fetch(&server, Some("gzip"), Some(&gzip_tag)).await.status,
+        304
+    );
+    assert_eq!(
+        fetch(&server, Some("br"), Some(&gzip_tag)).await.status,
+        200
+    );
+    assert_eq!(fetch(&server, None, Some(&etags[""])).await.status, 304);
+}
+
+/// HEAD and Range follow the representation the request selects.
+#[tokio::test]
+async fn built_in_compression_head_and_range_follow_the_representation() {
+    let cache = Cache::builder()
+        .clock(MockClock::new())
+        .compression(Compression::default())
+        .build();
+    let calls = Calls::default();
+    let server = TestServer::start(routes(&calls, None).layer(cache.layer())).await;
+    let client = reqwest::Client::new();
+    let full = client
+        .get(server.url("/data"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    let gzipped = full.bytes().await.unwrap();
+    let head = client
+        .head(server.url("/data"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.headers()["content-encoding"], "gzip");
+    assert_eq!(
+        head.headers()["content-length"],
+        gzipped.len().to_string().as_str()
+    );
+    let part = client
+        .get(server.url("/data"))
+        .header("accept-encoding", "gzip")
+        .header("range", "bytes=0-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.headers()["content-encoding"], "gzip");
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 0-9/{}", gzipped.len()).as_str()
+    );
+    assert_eq!(part.bytes().await.unwrap(), gzipped.slice(0..10));
+    assert_eq!(calls.count(), 1);
+}
+
+/// What is left alone: small bodies, images, a route that opts out; and a
+/// route can opt in without the builder.
+#[tokio::test]
+async fn built_in_compression_leaves_alone_what_it_should() {
+    let cache = Cache::builder()
+        .clock(MockClock::new())
+        .compression(Compression::default())
+        .build();
+    let plain = Cache::builder().clock(MockClock::new()).build();
+    let big = document();
+    let route = |content_type: &'static str, body: String, policy: CachePolicy| {
+        get(move || {
+            let body = body.clone();
+            async move {
+                let mut response = axum::response::Response::new(axum::body::Body::from(body));
+                response.headers_mut().insert(
+                    axum::http::header::CONTENT_TYPE,
+                    axum::http::HeaderValue::from_static(content_type),
+                );
+                response
+            }
+        })
+        .layer(policy)
+    };
+    let app = Router::new()
+        .route(
+            "/small",
+            route(
+                "application/json",
+                "{\"a\":1}".to_owned(),
+                CachePolicy::public(MINUTE),
+            ),
+        )
+        .route(
+            "/image",
+            route("image/png", big.clone(), CachePolicy::public(MINUTE)),
+        )
+        .route(
+            "/out",
+            route(
+                "application/json",
+                big.clone(),
+                CachePolicy::public(MINUTE).compress(false),
+            ),
+        )
+        .route(
+            "/data",
+            route("application/json", big.clone(), CachePolicy::public(MINUTE)),
+        );
+    let server = TestServer::start(app.layer(cache.layer())).await;
+    for path in ["/small", "/image", "/out"] {
+        for _ in 0..2 {
+            let seen = fetch_path(&server, path, Some("gzip, br"), None).await;
+            assert_eq!(seen.status, 200, "{path}");
+            assert_eq!(seen.encoding, "", "{path} is left alone");
+            assert!(
+                !seen.vary.contains("accept-encoding"),
+                "{path}: {}",
+                seen.vary
+            );
+        }
+    }
+    assert_eq!(
+        fetch_path(&server, "/data", Some("br"), None)
+            .await
+            .encoding,
+        "br"
+    );
+
+    // Opt in per route, without the builder.
+    let opted = Router::new().route(
+        "/data",
+        route(
+            "application/json",
+            big,
+            CachePolicy::public(MINUTE).compress(true),
+        ),
+    );
+    let server = TestServer::start(opted.layer(plain.layer())).await;
+    fetch(&server, Some("gzip"), None).await;
+    let seen = fetch(&server, Some("gzip"), None).await;
+    assert_eq!(
+        (seen.cache_status.as_str(), seen.encoding.as_str()),
+        ("strata; hit", "gzip")
+    );
+}
+
+/// `no-transform` from the handler: no coding is added (RFC 9111 §5.2.2.6).
+#[tokio::test]
+async fn built_in_compression_respects_no_transform() {
+    let cache = Cache::builder()
+        .clock(MockClock::new())
+        .compression(Compression::default())
+        .build();
+    let app = Router::new().route(
+        "/data",
+        get(|| async {
+            (
+                [
+                    ("content-type", "application/json"),
+                    ("cache-control", "public, max-age=60, no-transform"),
+                ],
+                document(),
+            )
+        })
+        .layer(CachePolicy::origin()),
+    );
+    let server = TestServer::start(app.layer(cache.layer())).await;
+    for _ in 0..2 {
+        let seen = fetch(&server, Some("gzip"), None).await;
+        assert_eq!(seen.encoding, "");
+        assert_eq!(seen.body, document());
+    }
+}
+
+/// Memory accounting counts every representation.
+#[tokio::test]
+async fn built_in_compression_is_counted_in_memory() {
+    let compressed = Cache::builder()
+        .clock(MockClock::new())
+        .compression(Compression::default())
+        .build();
+    let plain = Cache::builder().clock(MockClock::new()).build();
+    let mut bytes = Vec::new();
+    for cache in [&plain, &compressed] {
+        let calls = Calls::default();
+        let server = TestServer::start(routes(&calls, None).layer(cache.layer())).await;
+        fetch(&server, Some("gzip"), None).await;
+        let stats = cache.handle().stats();
+        bytes.push(stats.layers[0].bytes.unwrap());
+    }
+    // Three codings of a 20 KiB document that compresses about tenfold.
+    assert!(
+        bytes[1] > bytes[0] + 3 * 1000,
+        "with compression {} bytes, without {}",
+        bytes[1],
+        bytes[0]
+    );
 }

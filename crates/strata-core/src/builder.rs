@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::cache::Cache;
 use crate::clock::{Clock, SystemClock};
+use crate::compress::Compression;
 use crate::error::Error;
 use crate::key::KeyBuilder;
 use crate::policy::CachePolicy;
@@ -41,6 +42,7 @@ pub struct CacheBuilder {
     pass_ttl: Duration,
     request_directives: bool,
     emit_surrogate_keys: bool,
+    compression: Option<Compression>,
     on_invalidate: Option<InvalidationHook>,
     clock: Arc<dyn Clock>,
 }
@@ -70,6 +72,7 @@ impl Default for CacheBuilder {
             pass_ttl: DEFAULT_PASS_TTL,
             request_directives: false,
             emit_surrogate_keys: false,
+            compression: None,
             on_invalidate: None,
             clock: Arc::new(SystemClock),
         }
@@ -170,6 +173,24 @@ impl CacheBuilder {
         self
     }
 
+    /// Built-in compression for every storing policy (a route can opt out
+    /// with [`CachePolicy::compress`]`(false)`): each response is stored
+    /// compressed once, in every coding of `compression`, and each hit is
+    /// answered in the best one the request accepts (see
+    /// [`compress`](crate::compress); needs the `compression` feature).
+    ///
+    /// ```
+    /// use strata_core::Cache;
+    /// use strata_core::compress::Compression;
+    ///
+    /// let cache = Cache::builder().compression(Compression::default()).build();
+    /// # let _ = cache;
+    /// ```
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = Some(compression);
+        self
+    }
+
     /// The largest body the layer buffers and stores (default
     /// [`DEFAULT_MAX_BODY`]). A body declared larger streams through
     /// without being buffered; a body of unknown length (streamed, chunked,
@@ -257,6 +278,7 @@ impl CacheBuilder {
             pass_ttl: self.pass_ttl,
             request_directives: self.request_directives,
             emit_surrogate_keys: self.emit_surrogate_keys,
+            compression: self.compression,
             on_invalidate: self.on_invalidate,
         });
         let weak = Arc::downgrade(&shared);

@@ -42,6 +42,7 @@ mod body;
 mod builder;
 mod cache;
 mod clock;
+pub mod compress;
 pub mod conditional;
 mod config;
 pub mod entry;

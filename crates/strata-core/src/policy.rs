@@ -81,6 +81,8 @@ struct PolicyInner {
     stale_if_error: Duration,
     cache_control: HeaderValue,
     cdn_cache_control: Option<HeaderValue>,
+    /// Built-in compression for this route: `None` follows the builder.
+    compress: Option<bool>,
 }
 
 impl CachePolicy {
@@ -95,6 +97,7 @@ impl CachePolicy {
             stale_if_error: Duration::ZERO,
             cache_control: HeaderValue::from_static("no-store"),
             cdn_cache_control: None,
+            compress: None,
         };
         inner.cache_control = render_cache_control(&inner);
         Self {
@@ -258,6 +261,21 @@ impl CachePolicy {
         inner.stale_if_error = window;
         inner.cache_control = render_cache_control(inner);
         self
+    }
+
+    /// Whether the cache compresses this route's responses when it stores
+    /// them (see [`compress`](crate::compress)), whatever the builder says:
+    /// `true` with the builder's [`Compression`](crate::compress::Compression)
+    /// (or the default one when the builder set none), `false` to keep a
+    /// route's responses as they are.
+    pub fn compress(mut self, compress: bool) -> Self {
+        Arc::make_mut(&mut self.inner).compress = Some(compress);
+        self
+    }
+
+    /// This route's compression choice, if it made one.
+    pub fn compress_choice(&self) -> Option<bool> {
+        self.inner.compress
     }
 
     /// Who may reuse the response.

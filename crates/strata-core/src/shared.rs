@@ -97,6 +97,8 @@ pub(crate) struct Shared {
     pub(crate) request_directives: bool,
     /// Whether stored responses list their tags in `Surrogate-Key`.
     pub(crate) emit_surrogate_keys: bool,
+    /// Built-in compression for every storing policy, if set.
+    pub(crate) compression: Option<crate::compress::Compression>,
     /// Told of every invalidation made here (not those from other
     /// instances).
     pub(crate) on_invalidate: Option<InvalidationHook>,

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{
-    AGE, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, DATE, ETAG, LAST_MODIFIED, VARY,
+    ACCEPT_ENCODING, AGE, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, DATE, ETAG,
+    LAST_MODIFIED, VARY,
 };
 use http::{HeaderMap, HeaderValue, Response, StatusCode};
 use http_body::Body;
@@ -16,6 +17,7 @@ use super::ctx::{Ctx, Mode};
 use super::respond::{Answer, with_cookies};
 use crate::admit::{self, Input, NotStored};
 use crate::body::{BoxError, Buffered, CacheBody, buffer};
+use crate::compress::Compression;
 use crate::conditional::{self, etag_for, http_date};
 use crate::entry::{CachedResponse, Entry, EntryKind, VariantRule};
 use crate::policy::{CachePolicy, Scope};
@@ -164,6 +166,21 @@ where
         ),
         None => ctx.primary.to_owned(),
     };
+    let compression = compression_for(shared, policy).filter(|compression| {
+        head_parts.status == StatusCode::OK && compression.applies(&headers, &body)
+    });
+    if compression.is_some()
+        && !Vary::from_headers(&headers)
+            .names()
+            .contains(&ACCEPT_ENCODING)
+    {
+        headers.append(VARY, crate::compress::vary());
+    }
+    let stored = CachedResponse::new(head_parts.status, headers, body, last_modified);
+    let stored = match compression {
+        Some(compression) => compress(stored, compression).await,
+        None => stored,
+    };
     let entry = Arc::new(Entry {
         key,
         name: ctx.name.clone(),
@@ -172,12 +189,7 @@ where
         stored_at: plan.stored_at,
         ttl: plan.ttl,
         stale: plan.stale,
-        kind: EntryKind::Response(CachedResponse::new(
-            head_parts.status,
-            headers,
-            body,
-            last_modified,
-        )),
+        kind: EntryKind::Response(stored),
     });
     let mut writes = vec![Arc::clone(&entry)];
     if let Some(rule) = &rule {
@@ -348,4 +360,41 @@ fn packed_values<const N: usize>(values: [Option<&[u8]>; N]) -> [Option<HeaderVa
         // is left out rather than the request failed.
         HeaderValue::from_maybe_shared(slice).ok()
     })
+}
+
+/// The compression a fill under `policy` uses, if any: the policy's
+/// choice, else the builder's.
+fn compression_for(shared: &Shared, policy: &CachePolicy) -> Option<Compression> {
+    match policy.compress_choice() {
+        Some(false) => None,
+        Some(true) => Some(shared.compression.clone().unwrap_or_default()),
+        None => shared.compression.clone(),
+    }
+}
+
+/// Bodies larger than this are compressed on a blocking thread, so the
+/// runtime's workers are not held for the milliseconds it takes.
+const COMPRESS_INLINE: usize = 64 * 1024;
+
+/// `stored` with its representations in the codings of `compression`.
+async fn compress(stored: CachedResponse, compression: Compression) -> CachedResponse {
+    let body = stored.body().clone();
+    let encode = move || {
+        compression
+            .codings_list()
+            .iter()
+            .filter_map(|&coding| Some((coding, compression.encode(coding, &body)?)))
+            .collect::<Vec<_>>()
+    };
+    let encoded = match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if stored.body().len() > COMPRESS_INLINE => {
+            runtime.spawn_blocking(encode).await.unwrap_or_default()
+        }
+        _ => encode(),
+    };
+    let encoded = encoded
+        .into_iter()
+        .map(|(coding, body)| (coding, stored.representation(coding, body)))
+        .collect();
+    stored.with_encodings(encoded)
 }

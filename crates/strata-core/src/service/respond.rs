@@ -55,6 +55,9 @@ impl Answer<'_> {
         age: Duration,
         served: Served,
     ) -> Response<CacheBody<B>> {
+        // The representation in the coding the request prefers, when the
+        // cache compressed the response (HEAD, 304 and Range all follow it).
+        let stored = stored.select(self.request);
         let age = status::age_value(age.as_secs());
         // One pass over the request's field names finds the validators and
         // a range (cheaper than a lookup for each on a hit's few fields).

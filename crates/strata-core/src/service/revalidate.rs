@@ -103,12 +103,7 @@ pub(crate) async fn not_modified<B>(
         stale: plan
             .as_ref()
             .map_or(std::time::Duration::ZERO, |plan| plan.stale),
-        kind: EntryKind::Response(CachedResponse::new(
-            stored.status(),
-            headers,
-            stored.body().clone(),
-            stored.last_modified(),
-        )),
+        kind: EntryKind::Response(refreshed(stored, headers)),
     });
     // Without a plan the copy is good for this request, but nothing says
     // for how long: it is not stored.
@@ -138,4 +133,26 @@ pub(crate) async fn not_modified<B>(
         Written::Failed => Outcome::Unshareable,
     };
     (with_cookies(response, cookies), outcome)
+}
+
+/// `stored` with the headers a 304 refreshed, and its other codings (built
+/// from the new headers, their bodies kept).
+fn refreshed(stored: &CachedResponse, headers: http::HeaderMap) -> CachedResponse {
+    let identity = CachedResponse::new(
+        stored.status(),
+        headers,
+        stored.body().clone(),
+        stored.last_modified(),
+    );
+    let encoded = stored
+        .encodings()
+        .iter()
+        .map(|(coding, response)| {
+            (
+                *coding,
+                identity.representation(*coding, response.body().clone()),
+            )
+        })
+        .collect();
+    identity.with_encodings(encoded)
 }
