@@ -20,14 +20,14 @@
 //!   next to the body is small: a typical response entry costs its body
 //!   plus its header bytes plus a few dozen bytes.
 //!
-//! # Layout, version 1
+//! # Layout, version 2
 //!
 //! A fixed 30-byte head, then variable-length fields in this order:
 //!
 //! | offset | size  | field        | encoding                                               |
 //! |-------:|------:|--------------|--------------------------------------------------------|
 //! | 0      | 4     | magic        | `b"STRA"` ([`MAGIC`])                                  |
-//! | 4      | 1     | version      | `1` ([`VERSION`])                                      |
+//! | 4      | 1     | version      | `2` ([`VERSION`])                                      |
 //! | 5      | 8     | `stored_at`  | u64 LE, milliseconds since the Unix epoch              |
 //! | 13     | 8     | `ttl`        | u64 LE, milliseconds                                   |
 //! | 21     | 8     | `stale`      | u64 LE, milliseconds                                   |
@@ -46,6 +46,7 @@
 //! |              | `last_modified` | u64 LE, milliseconds since the Unix epoch                 |
 //! |              | headers         | *varint* count, then (name *bytes*, value *bytes*) pairs  |
 //! |              | body            | *bytes*                                                   |
+//! |              | encodings       | *varint* count, then for each: coding *str* (`gzip`, `br`, `zstd`), headers as above, body *bytes* (version 2) |
 //! | 2 `Variants` | flags           | u8: bit 0 `per_user`, bit 1 `pass`, other bits zero       |
 //! |              | `vary`          | *varint* count, then each header name as *bytes*          |
 //! | 3 `Value`    | value           | *bytes*                                                   |
@@ -109,13 +110,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use strata_core::compress::Coding;
 use strata_core::{CachedResponse, Entry, EntryKind, VariantRule};
 
 /// The four bytes every envelope starts with.
 pub const MAGIC: [u8; 4] = *b"STRA";
 
 /// The layout version this build writes and reads.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 /// Bytes before the first variable-length field: magic, version,
 /// `stored_at`, `ttl`, `stale`, kind tag.
@@ -182,12 +184,14 @@ pub fn encode(entry: &Entry) -> Bytes {
         EntryKind::Response(response) => {
             out.extend_from_slice(&response.status().as_u16().to_le_bytes());
             put_u64(&mut out, unix_millis(response.last_modified()));
-            put_varint(&mut out, response.headers().len() as u64);
-            for (name, value) in response.headers() {
-                put_bytes(&mut out, name.as_str().as_bytes());
-                put_bytes(&mut out, value.as_bytes());
-            }
+            put_headers(&mut out, response.headers());
             put_bytes(&mut out, response.body());
+            put_varint(&mut out, response.encodings().len() as u64);
+            for (coding, encoded) in response.encodings() {
+                put_bytes(&mut out, coding.as_str().as_bytes());
+                put_headers(&mut out, encoded.headers());
+                put_bytes(&mut out, encoded.body());
+            }
         }
         EntryKind::Variants(rule) => {
             let mut flags = 0;
@@ -293,13 +297,18 @@ fn encoded_len(entry: &Entry) -> usize {
     let payload = match &entry.kind {
         EntryKind::Response(response) => {
             2 + 8
-                + varint_len(response.headers().len() as u64)
-                + response
-                    .headers()
-                    .iter()
-                    .map(|(n, v)| bytes_len(n.as_str().len()) + bytes_len(v.len()))
-                    .sum::<usize>()
+                + headers_len(response.headers())
                 + bytes_len(response.body().len())
+                + varint_len(response.encodings().len() as u64)
+                + response
+                    .encodings()
+                    .iter()
+                    .map(|(coding, encoded)| {
+                        bytes_len(coding.as_str().len())
+                            + headers_len(encoded.headers())
+                            + bytes_len(encoded.body().len())
+                    })
+                    .sum::<usize>()
         }
         EntryKind::Variants(rule) => {
             1 + varint_len(rule.vary.len() as u64)
@@ -313,6 +322,22 @@ fn encoded_len(entry: &Entry) -> usize {
         _ => 0,
     };
     HEAD_LEN + bytes_len(entry.key.len()) + bytes_len(entry.name.len()) + 1 + user + tags + payload
+}
+
+fn put_headers(out: &mut Vec<u8>, headers: &HeaderMap) {
+    put_varint(out, headers.len() as u64);
+    for (name, value) in headers {
+        put_bytes(out, name.as_str().as_bytes());
+        put_bytes(out, value.as_bytes());
+    }
+}
+
+fn headers_len(headers: &HeaderMap) -> usize {
+    varint_len(headers.len() as u64)
+        + headers
+            .iter()
+            .map(|(n, v)| bytes_len(n.as_str().len()) + bytes_len(v.len()))
+            .sum::<usize>()
 }
 
 fn bytes_len(len: usize) -> usize {
@@ -458,6 +483,26 @@ impl Reader {
         let status = StatusCode::from_u16(self.u16()?)
             .map_err(|_| EnvelopeError::Invalid("invalid status code"))?;
         let last_modified = self.time()?;
+        let headers = self.headers()?;
+        let body = self.shared()?;
+        let identity = CachedResponse::new(status, headers, body, last_modified);
+        let count = self.count()?;
+        // An encoding takes at least a coding, a header count and a body.
+        let mut encoded = Vec::with_capacity(count.min(self.remaining() / 3));
+        for _ in 0..count {
+            let coding = Coding::from_token(&self.string()?)
+                .ok_or(EnvelopeError::Invalid("unknown content coding"))?;
+            let headers = self.headers()?;
+            let body = self.shared()?;
+            encoded.push((
+                coding,
+                CachedResponse::new(status, headers, body, last_modified),
+            ));
+        }
+        Ok(identity.with_encodings(encoded))
+    }
+
+    fn headers(&mut self) -> Result<HeaderMap, EnvelopeError> {
         let count = self.count()?;
         // A pair takes at least three bytes (a name is never empty).
         let mut headers = HeaderMap::try_with_capacity(count.min(self.remaining() / 3))
@@ -470,8 +515,7 @@ impl Reader {
                 .try_append(name, value)
                 .map_err(|_| EnvelopeError::Invalid("too many headers"))?;
         }
-        let body = self.shared()?;
-        Ok(CachedResponse::new(status, headers, body, last_modified))
+        Ok(headers)
     }
 
     fn rule(&mut self) -> Result<VariantRule, EnvelopeError> {
@@ -569,8 +613,63 @@ mod tests {
         entry
     }
 
+    /// A response stored with two more representations (built-in
+    /// compression).
+    fn encoded_entry() -> Entry {
+        let mut entry = response_entry();
+        let EntryKind::Response(identity) = entry.kind else {
+            unreachable!()
+        };
+        let encoded = vec![
+            (
+                Coding::Gzip,
+                identity.representation(Coding::Gzip, Bytes::from_static(b"\x1f\x8bgz")),
+            ),
+            (
+                Coding::Brotli,
+                identity.representation(Coding::Brotli, Bytes::from_static(b"br")),
+            ),
+        ];
+        entry.kind = EntryKind::Response(identity.with_encodings(encoded));
+        entry
+    }
+
     fn samples() -> Vec<Entry> {
-        vec![response_entry(), rule_entry(), value_entry()]
+        vec![
+            response_entry(),
+            encoded_entry(),
+            rule_entry(),
+            value_entry(),
+        ]
+    }
+
+    #[test]
+    fn encodings_round_trip_with_their_own_headers() {
+        let decoded = decode(&encode(&encoded_entry())).unwrap();
+        let EntryKind::Response(response) = &decoded.kind else {
+            panic!("a response");
+        };
+        let codings: Vec<Coding> = response.encodings().iter().map(|(c, _)| *c).collect();
+        assert_eq!(codings, [Coding::Gzip, Coding::Brotli]);
+        let (_, gzip) = &response.encodings()[0];
+        assert_eq!(gzip.headers()["content-encoding"], "gzip");
+        assert_eq!(gzip.etag().unwrap(), "\"abc123-gzip\"");
+        assert_eq!(gzip.body().as_ref(), b"\x1f\x8bgz");
+    }
+
+    #[test]
+    fn an_unknown_coding_is_invalid() {
+        let encoded = encode(&encoded_entry()).to_vec();
+        let at = encoded
+            .windows(4)
+            .position(|w| w == b"gzip")
+            .expect("the coding is written");
+        let mut damaged = encoded;
+        damaged[at..at + 4].copy_from_slice(b"lzma");
+        assert_eq!(
+            decode(&damaged),
+            Err(EnvelopeError::Invalid("unknown content coding"))
+        );
     }
 
     fn round_trip(entry: &Entry) {
@@ -645,7 +744,7 @@ mod tests {
     fn head_layout_is_as_documented() {
         let encoded = encode(&value_entry());
         assert_eq!(&encoded[..4], b"STRA");
-        assert_eq!(encoded[4], 1);
+        assert_eq!(encoded[4], 2);
         assert_eq!(encoded[5..13], 1_700_000_000_123u64.to_le_bytes());
         assert_eq!(encoded[13..21], 300_000u64.to_le_bytes());
         assert_eq!(encoded[21..29], 0u64.to_le_bytes());
@@ -712,12 +811,14 @@ mod tests {
     #[test]
     fn other_versions_are_refused() {
         let mut encoded = encode(&response_entry()).to_vec();
-        for version in [0, 2, 255] {
+        // Version 1 (before the encodings) included: an old instance's
+        // entries are misses, refilled, never misread.
+        for version in [0, 1, 3, 255] {
             encoded[4] = version;
             assert_eq!(decode(&encoded), Err(EnvelopeError::Version(version)));
         }
         assert_eq!(decode(b"STRA"), Err(EnvelopeError::Truncated));
-        assert_eq!(decode(b"STRA\x02"), Err(EnvelopeError::Version(2)));
+        assert_eq!(decode(b"STRA\x01"), Err(EnvelopeError::Version(1)));
     }
 
     #[test]
