@@ -3,6 +3,9 @@
 //! routers called with `tower::ServiceExt::oneshot`, no socket, the whole
 //! body read each time, so time per request is the CPU one thread spends):
 //!
+//! - `builtin_hit`: the cache's built-in compression
+//!   (`CacheBuilder::compression`): gzip, br and zstd stored when the
+//!   response is, every request a hit answered with the stored gzip;
 //! - `inside_hit`: tower-http's `CompressionLayer` inside the cache; the
 //!   gzip variant is stored, so every request is a hit on compressed bytes;
 //! - `outside_hit`: the cache inside `CompressionLayer`; the identity body
@@ -62,7 +65,15 @@ struct Case {
 fn cases(body: &str) -> Vec<Case> {
     let inside = Cache::builder().build();
     let outside = Cache::builder().build();
+    let builtin = Cache::builder()
+        .compression(strata::compress::Compression::default())
+        .build();
     vec![
+        Case {
+            name: "builtin_hit",
+            router: routes(body).layer(builtin.layer()),
+            _cache: Some(builtin),
+        },
         Case {
             name: "inside_hit",
             router: routes(body)
@@ -163,8 +174,8 @@ fn main() {
     println!("\n{rounds} rounds of {per_round} requests per case, median per request:\n");
     println!("| case | µs/request | requests/s (one thread) | ÷ outside_hit | ÷ uncached |");
     println!("|---|---:|---:|---:|---:|");
-    let outside = medians[1];
-    let uncached = medians[2];
+    let outside = medians[2];
+    let uncached = medians[3];
     for (case, median) in cases.iter().zip(&medians) {
         println!(
             "| {} | {median:.1} | {:.0} | {:.3}x | {:.3}x |",
