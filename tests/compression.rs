@@ -481,3 +481,46 @@ async fn built_in_compression_is_counted_in_memory() {
         bytes[0]
     );
 }
+
+/// Every representation travels through Redis: an instance that did not
+/// fill (and has no compression set up) answers a gzip and a br client
+/// from the entry another instance stored.
+#[tokio::test]
+async fn built_in_compression_travels_through_redis() {
+    let Some(server) = strata_testkit::RedisServer::start() else {
+        return;
+    };
+    let store = || {
+        std::sync::Arc::new(
+            strata_redis::RedisStore::standalone(&server.url())
+                .prefix("strata:development:")
+                .op_timeout(Duration::from_millis(500))
+                .build()
+                .unwrap(),
+        )
+    };
+    let filler = Cache::builder()
+        .store(store())
+        .compression(Compression::default())
+        .build();
+    let reader = Cache::builder().store(store()).build();
+    let (fills, reads) = (Calls::default(), Calls::default());
+    let a = TestServer::start(routes(&fills, None).layer(filler.layer())).await;
+    let b = TestServer::start(routes(&reads, None).layer(reader.layer())).await;
+    let stored = fetch(&a, Some("gzip"), None).await;
+    assert!(
+        stored.cache_status.ends_with("stored"),
+        "{}",
+        stored.cache_status
+    );
+    for (accept, encoding) in [(Some("gzip"), "gzip"), (Some("br"), "br"), (None, "")] {
+        let seen = fetch(&b, accept, None).await;
+        assert_eq!(seen.cache_status, "strata; hit", "{accept:?}");
+        assert_eq!(seen.encoding, encoding, "{accept:?}");
+        assert_eq!(seen.body, document(), "{accept:?}");
+        if encoding == "gzip" {
+            assert_eq!(seen.etag, stored.etag, "the same representation");
+        }
+    }
+    assert_eq!((fills.count(), reads.count()), (1, 0));
+}
