@@ -5,7 +5,8 @@
 //! This facade re-exports [`strata_core`] (see its documentation for every
 //! module) and, with the default `axum` feature, adds [`CachedRouter`];
 //! the `redis` feature adds [`redis`] (`strata::redis::TieredStore`, ...),
-//! the `admin` feature adds [`admin`] (`strata::admin::router`).
+//! the `admin` feature adds [`admin`] (`strata::admin::router`), and the
+//! `compression` feature gives [`compress`] its codings (gzip, br, zstd).
 
 #[cfg(feature = "axum")]
 mod router;
