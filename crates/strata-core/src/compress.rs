@@ -32,6 +32,8 @@ use bytes::Bytes;
 use http::header::{ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue};
 
+use crate::policy::CachePolicy;
+
 /// A content coding strata can store a representation in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -151,6 +153,39 @@ impl Compression {
     pub(crate) fn encode(&self, coding: Coding, body: &[u8]) -> Option<Bytes> {
         let encoded = codec::encode(coding, body, self.level)?;
         (encoded.len() * 10 <= body.len() * 9).then(|| Bytes::from(encoded))
+    }
+}
+
+impl Compression {
+    /// The compression a fill under `policy` uses, if any: the policy's
+    /// own choice, else the builder's (`default`).
+    pub(crate) fn for_policy(default: Option<&Compression>, policy: &CachePolicy) -> Option<Self> {
+        match policy.compress_choice() {
+            Some(false) => None,
+            Some(true) => Some(default.cloned().unwrap_or_default()),
+            None => default.cloned(),
+        }
+    }
+
+    /// `body` in each of the codings that saves enough; a body over
+    /// 64 KiB on a blocking thread, so the runtime's workers are not held
+    /// for the milliseconds it takes.
+    pub(crate) async fn encode_all(self, body: &Bytes) -> Vec<(Coding, Bytes)> {
+        const INLINE: usize = 64 * 1024;
+        let length = body.len();
+        let body = body.clone();
+        let encode = move || {
+            self.codings
+                .iter()
+                .filter_map(|&coding| Some((coding, self.encode(coding, &body)?)))
+                .collect::<Vec<_>>()
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if length > INLINE => {
+                runtime.spawn_blocking(encode).await.unwrap_or_default()
+            }
+            _ => encode(),
+        }
     }
 }
 

@@ -166,10 +166,17 @@ where
         ),
         None => ctx.primary.to_owned(),
     };
-    let compression = compression_for(shared, policy).filter(|compression| {
-        head_parts.status == StatusCode::OK && compression.applies(&headers, &body)
-    });
-    if compression.is_some()
+    let compression =
+        Compression::for_policy(shared.compression.as_ref(), policy).filter(|compression| {
+            head_parts.status == StatusCode::OK && compression.applies(&headers, &body)
+        });
+    let encoded = match compression {
+        Some(compression) => compression.encode_all(&body).await,
+        None => Vec::new(),
+    };
+    // Every representation says it depends on `Accept-Encoding`, identity
+    // too, once there is more than one.
+    if !encoded.is_empty()
         && !Vary::from_headers(&headers)
             .names()
             .contains(&ACCEPT_ENCODING)
@@ -177,10 +184,11 @@ where
         headers.append(VARY, crate::compress::vary());
     }
     let stored = CachedResponse::new(head_parts.status, headers, body, last_modified);
-    let stored = match compression {
-        Some(compression) => compress(stored, compression).await,
-        None => stored,
-    };
+    let encoded = encoded
+        .into_iter()
+        .map(|(coding, body)| (coding, stored.representation(coding, body)))
+        .collect();
+    let stored = stored.with_encodings(encoded);
     let entry = Arc::new(Entry {
         key,
         name: ctx.name.clone(),
@@ -360,41 +368,4 @@ fn packed_values<const N: usize>(values: [Option<&[u8]>; N]) -> [Option<HeaderVa
         // is left out rather than the request failed.
         HeaderValue::from_maybe_shared(slice).ok()
     })
-}
-
-/// The compression a fill under `policy` uses, if any: the policy's
-/// choice, else the builder's.
-fn compression_for(shared: &Shared, policy: &CachePolicy) -> Option<Compression> {
-    match policy.compress_choice() {
-        Some(false) => None,
-        Some(true) => Some(shared.compression.clone().unwrap_or_default()),
-        None => shared.compression.clone(),
-    }
-}
-
-/// Bodies larger than this are compressed on a blocking thread, so the
-/// runtime's workers are not held for the milliseconds it takes.
-const COMPRESS_INLINE: usize = 64 * 1024;
-
-/// `stored` with its representations in the codings of `compression`.
-async fn compress(stored: CachedResponse, compression: Compression) -> CachedResponse {
-    let body = stored.body().clone();
-    let encode = move || {
-        compression
-            .codings_list()
-            .iter()
-            .filter_map(|&coding| Some((coding, compression.encode(coding, &body)?)))
-            .collect::<Vec<_>>()
-    };
-    let encoded = match tokio::runtime::Handle::try_current() {
-        Ok(runtime) if stored.body().len() > COMPRESS_INLINE => {
-            runtime.spawn_blocking(encode).await.unwrap_or_default()
-        }
-        _ => encode(),
-    };
-    let encoded = encoded
-        .into_iter()
-        .map(|(coding, body)| (coding, stored.representation(coding, body)))
-        .collect();
-    stored.with_encodings(encoded)
 }
