@@ -524,3 +524,55 @@ async fn built_in_compression_travels_through_redis() {
     }
     assert_eq!((fills.count(), reads.count()), (1, 0));
 }
+
+/// A stale entry refreshed by a 304 keeps its codings: the next request
+/// for another coding is still a hit, with no compression and no call.
+#[tokio::test]
+async fn a_304_refresh_keeps_the_stored_codings() {
+    let clock = MockClock::new();
+    let cache = Cache::builder()
+        .clock(clock.clone())
+        .compression(Compression::default())
+        .build();
+    let calls = Calls::default();
+    let counted = calls.clone();
+    let app = Router::new().route(
+        "/data",
+        get(move |headers: axum::http::HeaderMap| async move {
+            counted.hit();
+            if headers
+                .get("if-none-match")
+                .is_some_and(|tag| tag == "\"v1\"")
+            {
+                return (
+                    axum::http::StatusCode::NOT_MODIFIED,
+                    [("etag", "\"v1\"")],
+                    String::new(),
+                );
+            }
+            (axum::http::StatusCode::OK, [("etag", "\"v1\"")], document())
+        })
+        .layer(CachePolicy::public(MINUTE)),
+    );
+    let server = TestServer::start(app.layer(cache.layer())).await;
+    assert_eq!(fetch(&server, Some("gzip"), None).await.encoding, "gzip");
+    clock.advance(MINUTE * 2);
+    let refreshed = fetch(&server, Some("gzip"), None).await;
+    assert_eq!(refreshed.status, 200);
+    assert!(
+        refreshed.cache_status.contains("fwd-status=304; stored"),
+        "{}",
+        refreshed.cache_status
+    );
+    assert_eq!(refreshed.encoding, "gzip");
+    assert_eq!(refreshed.body, document());
+    assert_eq!(refreshed.etag, "\"v1-gzip\"");
+    assert_eq!(calls.count(), 2, "one fill, one revalidation");
+    let br = fetch(&server, Some("br"), None).await;
+    assert_eq!(
+        (br.cache_status.as_str(), br.encoding.as_str()),
+        ("strata; hit", "br")
+    );
+    assert_eq!(br.body, document());
+    assert_eq!(calls.count(), 2);
+}
