@@ -829,3 +829,28 @@ async fn admin_nested_inside_the_cache_layer_invalidates_nothing_by_itself() {
     assert_eq!(head.status(), 200);
     assert_eq!(body["invalidations"], 0);
 }
+
+/// Every endpoint answers with and without its trailing slash, behind the
+/// same authorization.
+#[tokio::test]
+async fn endpoints_answer_with_and_without_the_trailing_slash() {
+    let fixture = fixture().await;
+    let server = &fixture.server;
+    for endpoint in ["cache-stats", "cache-health"] {
+        for path in [endpoint.to_owned(), format!("{endpoint}/")] {
+            let (head, _) = admin_get(server, &path).await;
+            assert_admin_head(&head, 200);
+            let (refused, _) = admin(server, http::Method::GET, &path, None, None).await;
+            assert_eq!(refused.status(), 401, "{path}");
+        }
+    }
+    for endpoint in ["cache-clear", "cache-reset-stats"] {
+        for path in [endpoint.to_owned(), format!("{endpoint}/")] {
+            let (head, _) = admin_post(server, &path, None).await;
+            assert_admin_head(&head, 200);
+        }
+    }
+    let body = serde_json::json!({"tag": "materials"});
+    let (head, _) = admin_post(server, "cache-invalidate", Some(body)).await;
+    assert_admin_head(&head, 200);
+}

@@ -44,6 +44,8 @@
 //! | `POST cache-reset-stats/` | 200 | `{"reset": true}` |
 //! | `POST cache-invalidate/` | 200 | `{"invalidated": n, "what": <the body>}` |
 //!
+//! Every path answers with or without its trailing slash.
+//!
 //! `cache-invalidate/` takes an [`Invalidation`](strata_core::Invalidation)
 //! as JSON with `Content-Type: application/json`: `{"key":"active_users"}`
 //! (a `get_or_compute` name), `{"url":"/api/materials/"}`,
@@ -97,12 +99,21 @@ where
     S: Clone + Send + Sync + 'static,
 {
     let check: Arc<dyn Authorize> = Arc::new(authorize);
-    Router::new()
-        .route("/cache-stats/", get(endpoints::stats))
-        .route("/cache-health/", get(endpoints::health))
-        .route("/cache-clear/", post(endpoints::clear))
-        .route("/cache-reset-stats/", post(endpoints::reset_stats))
-        .route("/cache-invalidate/", post(endpoints::invalidate))
+    let mut routes = Router::new();
+    // Each path with and without its trailing slash: a client that leaves
+    // it off gets the endpoint, not a 404.
+    for (path, handler) in [
+        ("/cache-stats", get(endpoints::stats)),
+        ("/cache-health", get(endpoints::health)),
+        ("/cache-clear", post(endpoints::clear)),
+        ("/cache-reset-stats", post(endpoints::reset_stats)),
+        ("/cache-invalidate", post(endpoints::invalidate)),
+    ] {
+        routes = routes
+            .route(path, handler.clone())
+            .route(&format!("{path}/"), handler);
+    }
+    routes
         .layer(middleware::from_fn_with_state(check, endpoints::authorize))
         .layer(middleware::map_response(endpoints::no_store))
         .layer(CachePolicy::no_store())

@@ -35,7 +35,11 @@ impl Tool {
 pub(crate) fn find_or_skip(tool: Tool) -> Option<PathBuf> {
     match locate(tool, |name| std::env::var_os(name)) {
         Ok(path) => Some(path),
-        Err(reason) => skip_or_panic(&reason, is_ci(std::env::var_os("CI"))),
+        Err(reason) => skip_or_panic(
+            &reason,
+            is_ci(std::env::var_os("CI")),
+            &mut std::io::stderr(),
+        ),
     }
 }
 
@@ -52,8 +56,9 @@ fn is_ci(value: Option<OsString>) -> bool {
     value.is_some_and(|value| !value.is_empty())
 }
 
-/// The skip rule itself, apart from the environment so it can be tested.
-fn skip_or_panic<T>(reason: &str, ci: bool) -> Option<T> {
+/// The skip rule itself, apart from the environment so it can be tested;
+/// the reason for a skip is written to `report` (the process's stderr).
+fn skip_or_panic<T>(reason: &str, ci: bool, report: &mut dyn Write) -> Option<T> {
     if ci {
         panic!(
             "strata-testkit: {reason}, and CI is set, so the Redis tests must run rather than \
@@ -64,7 +69,7 @@ fn skip_or_panic<T>(reason: &str, ci: bool) -> Option<T> {
     // Straight to the process's stderr rather than `eprintln!`, which the
     // test harness captures and shows only for failing tests: a skipped
     // test passes, and the reason must still be seen.
-    let _ = writeln!(std::io::stderr(), "skipping: {reason}");
+    let _ = writeln!(report, "skipping: {reason}");
     None
 }
 
@@ -147,17 +152,21 @@ mod tests {
     }
 
     #[test]
-    fn outside_ci_a_missing_binary_skips() {
+    fn outside_ci_a_missing_binary_skips_and_says_why() {
+        // Written to a buffer, not stderr: a green run with Redis present
+        // must not print that it was not found.
+        let mut report = Vec::new();
         assert_eq!(
-            skip_or_panic::<()>("redis-server not found on PATH", false),
+            skip_or_panic::<()>("redis-server not found on PATH", false, &mut report),
             None
         );
+        assert_eq!(report, b"skipping: redis-server not found on PATH\n");
     }
 
     #[test]
     #[should_panic(expected = "CI is set, so the Redis tests must run")]
     fn in_ci_a_missing_binary_panics() {
-        skip_or_panic::<()>("redis-server not found on PATH", true);
+        skip_or_panic::<()>("redis-server not found on PATH", true, &mut Vec::new());
     }
 
     #[test]
