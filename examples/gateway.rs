@@ -161,7 +161,9 @@ async fn run(settings: Settings, cache: &Cache) -> Result<(), Box<dyn Error>> {
 
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
-        .map_err(|error| format!("cannot listen on {bind}: {error}"))?;
+        .map_err(|error| {
+            format!("cannot listen on {bind} (set BIND to another address): {error}")
+        })?;
     println!(
         "gateway listening on http://{}, upstream {upstream}, timeout {timeout_ms} ms, \
          cache store {} (key prefix {})",

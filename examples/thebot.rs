@@ -152,7 +152,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
     ttl.override_with(&config.ttl);
     let router = app::app_with_ttl(&cache, db.clone(), &admin_token, ttl);
 
-    let listener = tokio::net::TcpListener::bind(&bind).await?;
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .map_err(|error| {
+            format!("cannot listen on {bind} (set BIND to another address): {error}")
+        })?;
     let store = if config.use_redis {
         match config.redis_url.as_deref() {
             Some(url) if config.redis_cluster_urls.is_empty() => {
