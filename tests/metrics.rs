@@ -96,3 +96,22 @@ async fn recorded_metrics_are_the_measured_figures() {
         "entries stay"
     );
 }
+
+/// Every metric the cache emits is described (unit and help text: the
+/// `# HELP` line of a Prometheus exporter).
+#[tokio::test]
+async fn every_emitted_metric_is_described() {
+    let cache = Cache::builder().build();
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || cache.handle().record_metrics());
+    let emitted = snapshotter.snapshot().into_vec();
+    assert!(emitted.len() >= 10, "{} metrics", emitted.len());
+    for (key, _unit, help, _) in emitted {
+        let name = key.key().name().to_owned();
+        assert!(
+            help.is_some_and(|help| !help.is_empty()),
+            "{name} has no description"
+        );
+    }
+}
