@@ -86,3 +86,63 @@ async fn each_decision_is_traced_with_a_key_digest_and_no_user_or_body() {
         );
     }
 }
+
+/// With a plain `fmt` subscriber and `EnvFilter` at `strata=debug` (no span
+/// events), every slow-path decision and every invalidation is an event,
+/// and none carries a URL, a user, a tag or a body.
+#[tokio::test]
+async fn a_plain_fmt_subscriber_at_strata_debug_shows_decisions_and_invalidations() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_env_filter(tracing_subscriber::EnvFilter::new("strata=debug"))
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let cache = Cache::builder().user(user_from_header).build();
+    let app = Router::new()
+        .route(
+            "/api/secret-path/",
+            get(|| async { "BODY-SECRET" })
+                .layer(CachePolicy::private(Duration::from_secs(60)).tag("secret-tag")),
+        )
+        .route("/plain", get(|| async { "plain" }))
+        .layer(cache.layer());
+    let server = TestServer::start(app).await;
+    server
+        .get_as("/api/secret-path/", "secret-user-42")
+        .send()
+        .await
+        .unwrap();
+    server.get("/plain").send().await.unwrap();
+    let dropped = cache.handle().invalidate_tag("secret-tag").await.unwrap();
+    assert_eq!(dropped, 1);
+
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let events: Vec<&str> = log.lines().collect();
+    let has = |needles: &[&str]| {
+        events
+            .iter()
+            .any(|line| needles.iter().all(|needle| line.contains(needle)))
+    };
+    assert!(
+        has(&["strata decision", "fwd=uri-miss; stored", "key="]),
+        "a miss:\n{log}"
+    );
+    assert!(
+        has(&["strata decision", "cache_status=\"none (no policy)\""]),
+        "a route without policy:\n{log}"
+    );
+    assert!(
+        has(&["strata invalidation", "kind=\"tag\"", "entries=1"]),
+        "an invalidation:\n{log}"
+    );
+    for secret in ["secret-user-42", "BODY-SECRET", "secret-path", "secret-tag"] {
+        assert!(
+            !log.contains(secret),
+            "{secret} leaked into the log:\n{log}"
+        );
+    }
+}

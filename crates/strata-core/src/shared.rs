@@ -187,6 +187,12 @@ impl Shared {
         what: &Invalidation,
     ) -> Option<BoxFuture<'static, ()>> {
         bump(&self.stats.invalidations);
+        tracing::debug!(
+            target: "strata",
+            kind = what.kind(),
+            scope = %crate::service::KeyDigest(&what.scope()),
+            "strata invalidation from another instance"
+        );
         // It arrives as the other instance's store received it: full keys.
         self.fences.fence(what)
     }
@@ -204,10 +210,20 @@ impl Shared {
         if let Some(hook) = &self.on_invalidate {
             hook(what);
         }
-        result.inspect_err(|error| {
-            bump(&self.stats.store_errors);
-            tracing::warn!(%error, "cache invalidation failed");
-        })
+        match &result {
+            Ok(entries) => tracing::debug!(
+                target: "strata",
+                kind = what.kind(),
+                scope = %crate::service::KeyDigest(&what.scope()),
+                entries,
+                "strata invalidation"
+            ),
+            Err(error) => {
+                bump(&self.stats.store_errors);
+                tracing::warn!(%error, kind = what.kind(), "cache invalidation failed");
+            }
+        }
+        result
     }
 
     /// `what` as the stores see it: a value's name becomes its full key.

@@ -44,7 +44,8 @@ use tracing::Instrument as _;
 use self::ctx::Mode;
 use self::fast::{Fast, fast_path};
 use self::forward::{Outgoing, forward};
-use self::trace::decision_span;
+pub(crate) use self::trace::KeyDigest;
+use self::trace::{decision_span, log_decision};
 use self::write::{Write, after_write};
 use crate::body::{BoxError, CacheBody};
 use crate::rfc9111;
@@ -133,7 +134,12 @@ where
                     let shared = Arc::clone(&self.shared);
                     let span = decision_span(&primary);
                     let reading = read::read(shared, inner, parts, body, primary);
-                    return ResponseFuture::boxed(reading.instrument(span));
+                    let logged = async move {
+                        let response = reading.await?;
+                        log_decision(&response);
+                        Ok(response)
+                    };
+                    return ResponseFuture::boxed(logged.instrument(span));
                 }
             };
             let inner = S::clone(&self.inner);
@@ -157,6 +163,7 @@ where
             return ResponseFuture::boxed(
                 async move {
                     let (response, _) = forward(&shared, inner, outgoing).await?;
+                    log_decision(&response);
                     Ok(response)
                 }
                 .instrument(span),

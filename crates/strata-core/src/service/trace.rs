@@ -1,4 +1,7 @@
-//! Tracing: one span per decision on the slow path, keys shown as digests.
+//! Tracing: one span per decision on the slow path, keys shown as digests,
+//! and one `debug` event when it is decided (the response's
+//! `Cache-Status`), so a plain `fmt` subscriber at `strata=debug` shows
+//! every miss, pass and bypass; hits on the fast path are `trace`.
 
 use std::fmt;
 
@@ -33,4 +36,28 @@ pub(crate) fn record_decision(outcome: &'static str, layer: &'static str) {
     let span = tracing::Span::current();
     span.record("outcome", outcome);
     span.record("layer", layer);
+}
+
+/// The `debug` event of a decided request on the slow path: its status
+/// and `Cache-Status` (outcome, forward reason, detail; never a URL, a
+/// user or a body), inside the request's span (which carries the key
+/// digest).
+pub(crate) fn log_decision<B>(response: &http::Response<B>) {
+    if !tracing::enabled!(target: "strata", tracing::Level::DEBUG) {
+        return;
+    }
+    let cache_status = response
+        .headers()
+        .get_all(crate::status::CACHE_STATUS)
+        .iter()
+        .next_back()
+        .and_then(|value| value.to_str().ok())
+        // No `Cache-Status`: the route has no policy (and no default).
+        .unwrap_or("none (no policy)");
+    tracing::debug!(
+        target: "strata",
+        status = response.status().as_u16(),
+        cache_status,
+        "strata decision"
+    );
 }

@@ -81,6 +81,34 @@ impl Invalidation {
     pub fn names(&self, entry: &Entry) -> bool {
         crate::fence::names(self, crate::fence::Names::of(entry))
     }
+
+    /// What kind of invalidation this is (`key`, `url`, `tag`, `tags`,
+    /// `prefix`, `user`, `all`), for logs and figures.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Invalidation::Key(_) => "key",
+            Invalidation::Url(_) => "url",
+            Invalidation::Tag(_) => "tag",
+            Invalidation::Tags(_) => "tags",
+            Invalidation::Prefix(_) => "prefix",
+            Invalidation::User(_) => "user",
+            Invalidation::All => "all",
+        }
+    }
+
+    /// What it names, as one string (tags joined by `,`; empty for `All`):
+    /// logs show a digest of it, never the URL, tag or user itself.
+    pub(crate) fn scope(&self) -> String {
+        match self {
+            Invalidation::Key(value)
+            | Invalidation::Url(value)
+            | Invalidation::Tag(value)
+            | Invalidation::Prefix(value)
+            | Invalidation::User(value) => value.clone(),
+            Invalidation::Tags(tags) => tags.join(","),
+            Invalidation::All => String::new(),
+        }
+    }
 }
 
 /// Figures a store measures about itself. A figure a layer cannot measure
