@@ -78,8 +78,13 @@ struct Settings {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // `RUST_LOG` as usual (`RUST_LOG=strata=debug` shows every decision
+    // and invalidation); `info` otherwise.
     tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let settings = match settings_from_env() {

@@ -18,6 +18,7 @@
 //! | Variable | Default | Meaning |
 //! |---|---|---|
 //! | `BIND` | `127.0.0.1:3000` | address to listen on |
+//! | `RUST_LOG` | `info` | log filter, e.g. `strata=debug` for every cache decision and invalidation |
 //! | `ADMIN_TOKEN` | random, printed at start | `Authorization: Bearer <ADMIN_TOKEN>` opens `/api/core/cache-*` |
 //! | `DATABASE_PATH` | `thebot.sqlite3` in the system temp dir (`/tmp` on Linux) | the SQLite file; created and seeded if missing, used as it is otherwise; `:memory:` for a database of this process alone |
 //! | `DB_LATENCY_MS` | `150` | the simulated cost of one database query (slept on top of SQLite's own) |
@@ -122,6 +123,15 @@ use strata::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
+    // `RUST_LOG` as usual (`RUST_LOG=strata=debug` shows every decision
+    // and invalidation); `info` otherwise.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let latency_ms: u64 = match std::env::var("DB_LATENCY_MS") {
         Ok(value) => value
