@@ -163,9 +163,9 @@ impl TieredStore {
 
     /// Like [`new`](Self::new), with the staleness bound: how long after an
     /// invalidation's publish another instance may still serve what it
-    /// names from memory when the bus stalls or breaks (see the [module
-    /// docs](self)). Heartbeats go out every `bound / 4`; a shorter bound
-    /// costs more of them. At least 20 ms.
+    /// names from memory when the bus stalls or breaks (docs/ARCHITECTURE.md,
+    /// "Several instances", states the conditions). Heartbeats go out every
+    /// `bound / 4`; a shorter bound costs more of them. At least 20 ms.
     pub fn with_staleness_bound(
         l1: MemoryStore,
         l2: RedisStore,
