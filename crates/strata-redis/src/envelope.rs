@@ -59,7 +59,7 @@
 //! Headers are written in [`HeaderMap`] iteration order, one pair per
 //! value, so repeated headers (two `vary` or `set-cookie` lines) come back
 //! as separate values in their order. Header names are lowercase, as
-//! [`HeaderName`] holds them. The value must end exactly after the payload.
+//! [`HeaderName`](http::HeaderName) holds them. The value must end exactly after the payload.
 //!
 //! # Resolution
 //!
@@ -77,10 +77,10 @@
 //! Decoding checks the magic and version first, then every length against
 //! the input that is left (nothing is allocated from an unchecked length),
 //! UTF-8 of every string, every header name and value
-//! ([`HeaderName::from_bytes`], [`HeaderValue`] rules), the status, the
+//! ([`HeaderName::from_bytes`](http::HeaderName::from_bytes), [`HeaderValue`](http::HeaderValue) rules), the status, the
 //! flag bytes, that varints are minimal, and that no bytes follow the
 //! payload. The derived parts of a response (its ETag, its 304 headers)
-//! are not stored; [`CachedResponse::new`] derives them again.
+//! are not stored; [`CachedResponse::new`](strata_core::CachedResponse::new) derives them again.
 //!
 //! There is no checksum: computing one would hash every body on every L2
 //! hit, which the design rules out, and Redis does not corrupt values in
@@ -101,7 +101,7 @@
 //!
 //! [`decode_bytes`] takes the Redis reply as [`Bytes`] and slices the
 //! body, a value's bytes and every header value out of it
-//! ([`Bytes::slice`], [`HeaderValue::from_maybe_shared`]), so an L2 hit
+//! ([`Bytes::slice`], [`HeaderValue::from_maybe_shared`](http::HeaderValue::from_maybe_shared)), so an L2 hit
 //! allocates only for the strings (key, name, user, tags), custom header
 //! names and the header map itself. [`decode`] copies its input once into
 //! a [`Bytes`] and then does the same.
