@@ -35,6 +35,14 @@ fn cache() -> Cache {
     Cache::builder().clock(MockClock::new()).build()
 }
 
+/// A cache with built-in compression, all codings.
+fn compressing_cache() -> Cache {
+    Cache::builder()
+        .clock(MockClock::new())
+        .compression(Compression::default())
+        .build()
+}
+
 fn routes(calls: &Calls, etag: Option<&'static str>) -> Router {
     let counted = calls.clone();
     Router::new().route(
@@ -230,10 +238,7 @@ async fn compression_outside_the_cache_compresses_every_hit_of_one_stored_copy()
 /// request answered in the coding it prefers, already compressed.
 #[tokio::test]
 async fn built_in_compression_stores_once_and_negotiates_every_hit() {
-    let cache = Cache::builder()
-        .clock(MockClock::new())
-        .compression(Compression::default())
-        .build();
+    let cache = compressing_cache();
     let calls = Calls::default();
     let server = TestServer::start(routes(&calls, None).layer(cache.layer())).await;
     let first = fetch(&server, Some("gzip"), None).await;
@@ -300,10 +305,7 @@ async fn built_in_compression_stores_once_and_negotiates_every_hit() {
 /// HEAD and Range follow the representation the request selects.
 #[tokio::test]
 async fn built_in_compression_head_and_range_follow_the_representation() {
-    let cache = Cache::builder()
-        .clock(MockClock::new())
-        .compression(Compression::default())
-        .build();
+    let cache = compressing_cache();
     let calls = Calls::default();
     let server = TestServer::start(routes(&calls, None).layer(cache.layer())).await;
     let client = reqwest::Client::new();
@@ -346,10 +348,7 @@ async fn built_in_compression_head_and_range_follow_the_representation() {
 /// route can opt in without the builder.
 #[tokio::test]
 async fn built_in_compression_leaves_alone_what_it_should() {
-    let cache = Cache::builder()
-        .clock(MockClock::new())
-        .compression(Compression::default())
-        .build();
+    let cache = compressing_cache();
     let plain = Cache::builder().clock(MockClock::new()).build();
     let big = document();
     let route = |content_type: &'static str, body: String, policy: CachePolicy| {
@@ -432,10 +431,7 @@ async fn built_in_compression_leaves_alone_what_it_should() {
 /// `no-transform` from the handler: no coding is added (RFC 9111 §5.2.2.6).
 #[tokio::test]
 async fn built_in_compression_respects_no_transform() {
-    let cache = Cache::builder()
-        .clock(MockClock::new())
-        .compression(Compression::default())
-        .build();
+    let cache = compressing_cache();
     let app = Router::new().route(
         "/data",
         get(|| async {
@@ -460,10 +456,7 @@ async fn built_in_compression_respects_no_transform() {
 /// Memory accounting counts every representation.
 #[tokio::test]
 async fn built_in_compression_is_counted_in_memory() {
-    let compressed = Cache::builder()
-        .clock(MockClock::new())
-        .compression(Compression::default())
-        .build();
+    let compressed = compressing_cache();
     let plain = Cache::builder().clock(MockClock::new()).build();
     let mut bytes = Vec::new();
     for cache in [&plain, &compressed] {
