@@ -17,8 +17,8 @@
 //! requests per second on one thread, and ratios.
 //!
 //! ```sh
-//! cargo bench --bench compression              # 7 rounds of 2 000 requests per case
-//! cargo bench --bench compression -- --quick   # 3 rounds of 300
+//! cargo bench -p strata-bench --bench compression              # 7 rounds of 2 000 requests per case
+//! cargo bench -p strata-bench --bench compression -- --quick   # 3 rounds of 300
 //! ```
 //!
 //! `cargo test --all-targets` runs bench targets without `--bench`: then
@@ -119,7 +119,7 @@ async fn once(router: &Router) -> (usize, String) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if !args.iter().any(|a| a == "--bench") {
-        println!("compression bench: run with `cargo bench --bench compression`");
+        println!("compression bench: run with `cargo bench -p strata-bench --bench compression`");
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");

@@ -8,8 +8,8 @@
 //! by a quiet recovery period.
 //!
 //! ```sh
-//! cargo bench --bench faults -- --quick      # 5 phases of 12 s
-//! cargo bench --bench faults                 # 5 phases of 30 s
+//! cargo bench -p strata-bench --bench faults -- --quick      # 5 phases of 12 s
+//! cargo bench -p strata-bench --bench faults                 # 5 phases of 30 s
 //! ```
 //!
 //! Options (after `--`): `--quick`, `--phase-secs S` (30; quick 12),
@@ -195,7 +195,9 @@ fn schedule(start: Instant, options: &Options) -> Vec<Phase> {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if !args.iter().any(|a| a == "--bench") {
-        println!("faults: a fault benchmark; run it with `cargo bench --bench faults -- --quick`");
+        println!(
+            "faults: a fault benchmark; run it with `cargo bench -p strata-bench --bench faults -- --quick`"
+        );
         return;
     }
     let options = match Options::parse(&args) {

@@ -40,8 +40,8 @@
 //! and every `cache-status` value seen.
 //!
 //! ```sh
-//! cargo bench --bench fill_latency              # 8 rounds x 10 000 fills per scenario: about 50 s
-//! cargo bench --bench fill_latency -- --quick   # 4 rounds x 2 000 fills: about 6 s
+//! cargo bench -p strata-bench --bench fill_latency              # 8 rounds x 10 000 fills per scenario: about 50 s
+//! cargo bench -p strata-bench --bench fill_latency -- --quick   # 4 rounds x 2 000 fills: about 6 s
 //! ```
 //!
 //! With the default 1 ms `sleep`, a fill takes about 2.1 ms even one at a
@@ -611,7 +611,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if !args.iter().any(|a| a == "--bench") {
         println!(
-            "fill_latency: a benchmark; run it with `cargo bench --bench fill_latency -- --quick`"
+            "fill_latency: a benchmark; run it with `cargo bench -p strata-bench --bench fill_latency -- --quick`"
         );
         return;
     }

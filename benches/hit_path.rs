@@ -12,8 +12,8 @@
 //! - `strata_hit_private`: a private route, warmed for user `x-user: 42`;
 //! - `strata_miss_pass`: a route without policy behind the layer.
 //!
-//! Run with `cargo bench --bench hit_path`. Instruction counts of the same
-//! cases come from `examples/hit_path_profile.rs` (see docs/BENCHMARKS.md).
+//! Run with `cargo bench -p strata-bench --bench hit_path`. Instruction counts of the same
+//! cases come from `benches/hit_path_profile.rs` (see docs/BENCHMARKS.md).
 
 #[path = "support/cases.rs"]
 mod cases;

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cases=("$@")
 [ ${#cases[@]} -gt 0 ] || cases=(prebuilt_bytes strata_hit strata_hit_outer strata_hit_304 strata_hit_private strata_miss_pass)
-cargo build -q --release --example hit_path_profile
+cargo build -q --release -p strata-bench --example hit_path_profile
 out=$(mktemp -d)
 ir() {
     valgrind --tool=callgrind --callgrind-out-file="$out/$1.$2" \

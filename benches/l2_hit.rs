@@ -6,7 +6,7 @@
 //! commands one L2 hit costs (`INFO commandstats`; the target is one
 //! round trip, one command).
 //!
-//! Run with `cargo bench --bench l2_hit`.
+//! Run with `cargo bench -p strata-bench --bench l2_hit`.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -19,8 +19,8 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
 use http_body_util::BodyExt;
+use strata::redis::{RedisStore, TieredStore};
 use strata::{Cache, CachePolicy, MemoryStore};
-use strata_redis::{RedisStore, TieredStore};
 use strata_testkit::RedisServer;
 use tower::ServiceExt;
 

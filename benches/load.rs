@@ -11,8 +11,8 @@
 //! the cached variant's queries per minute over time, warm-up included.
 //!
 //! ```sh
-//! cargo bench --bench load                     # cached: 360 s warm-up + 120 s measured
-//! cargo bench --bench load -- --quick          # cached: 5 s warm-up + 20 s (a cold cache)
+//! cargo bench -p strata-bench --bench load                     # cached: 360 s warm-up + 120 s measured
+//! cargo bench -p strata-bench --bench load -- --quick          # cached: 5 s warm-up + 20 s (a cold cache)
 //! ```
 //!
 //! The default warm-up is longer than the longest private TTL (5 min), so
@@ -600,7 +600,9 @@ fn report(without: &Outcome, with: &Outcome) {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if !args.iter().any(|a| a == "--bench") {
-        println!("load: a load test; run it with `cargo bench --bench load -- --quick`");
+        println!(
+            "load: a load test; run it with `cargo bench -p strata-bench --bench load -- --quick`"
+        );
         return;
     }
     let options = match Options::parse(&args) {

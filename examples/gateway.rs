@@ -96,7 +96,7 @@ async fn main() -> ExitCode {
     };
     // A store that cannot be built (a malformed REDIS_URL) is a setting
     // error too; a Redis that is down is not (the store starts without it).
-    let cache = match strata_redis::store_from_config(&settings.config) {
+    let cache = match strata::redis::store_from_config(&settings.config) {
         Ok(store) => settings
             .config
             .builder()

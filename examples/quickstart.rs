@@ -5,19 +5,22 @@ use std::time::Duration;
 use axum::{Router, routing::get};
 use strata::{Cache, CachePolicy};
 
-#[tokio::main]
-async fn main() {
-    let cache = Cache::builder().prefix("myapp", "dev").build();
-    let app = Router::new()
+fn app(cache: &Cache) -> Router {
+    Router::new()
         .route(
             "/api/materials/",
             get(|| async { r#"[{"id":1,"title":"Algebra"}]"# })
                 .layer(CachePolicy::public(Duration::from_secs(1800)).tag("materials")),
         )
-        .layer(cache.layer());
+        .layer(cache.layer())
+}
+
+#[tokio::main]
+async fn main() {
+    let cache = Cache::builder().prefix("myapp", "dev").build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000")
         .await
         .unwrap();
     println!("listening on http://{}", listener.local_addr().unwrap());
-    axum::serve(listener, app).await.unwrap();
+    axum::serve(listener, app(&cache)).await.unwrap();
 }

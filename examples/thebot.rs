@@ -48,7 +48,7 @@
 //! | `GET /api/realtime/` | `no-cache`: never stored, ETag and 304 |
 //! | `POST /api/auth/logout/` | drops the caller's per-user entries |
 //! | `GET /api/core/db-stats/` | not cached: `{"queries": n}`, this instance's queries since it started |
-//! | `/api/core/cache-stats/`, `cache-health/`, `cache-clear/`, `cache-reset-stats/`, `cache-invalidate/` | the admin endpoints (`strata_admin`), admin only |
+//! | `/api/core/cache-stats/`, `cache-health/`, `cache-clear/`, `cache-reset-stats/`, `cache-invalidate/` | the admin endpoints (`strata::admin`), admin only |
 //!
 //! Writes with a body that is not `{"title": "..."}` get 400 with a JSON
 //! `{"error": ..}`.

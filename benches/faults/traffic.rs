@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::Client;
 use serde_json::Value;
+use strata::redis::{RedisStore, TieredStore};
 use strata::{Config, MemoryStore};
-use strata_redis::{RedisStore, TieredStore};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
@@ -88,7 +88,7 @@ pub(crate) async fn start_instances(
     for _ in 0..INSTANCES {
         // One after the other: the first creates and seeds the file.
         let db = app::Db::open(database, options.db_latency).expect("the shared SQLite file");
-        // As `strata_redis::store_from_config`, keeping the tiered store
+        // As `strata::redis::store_from_config`, keeping the tiered store
         // to wait for its subscription.
         let redis = RedisStore::standalone(redis_url)
             .prefix(config.key_prefix())

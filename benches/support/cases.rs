@@ -1,5 +1,5 @@
 //! The hit-path cases shared by `benches/hit_path.rs` and
-//! `examples/hit_path_profile.rs`, so the criterion timings and the
+//! `benches/hit_path_profile.rs`, so the criterion timings and the
 //! callgrind instruction counts measure exactly the same routers and
 //! requests.
 

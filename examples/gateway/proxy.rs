@@ -24,7 +24,7 @@
 //!
 //! This module is shared: the example includes it with
 //! `#[path = "gateway/proxy.rs"] mod proxy;`, and so does
-//! `tests/gateway.rs`.
+//! `integration/tests/gateway.rs`.
 
 // Shared by the example and the tests, each of which uses only part of it;
 // `pub` marks the module's interface even though no crate root re-exports it.

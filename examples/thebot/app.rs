@@ -5,7 +5,7 @@
 //!
 //! This module is shared: the example includes it with
 //! `#[path = "thebot/app.rs"] mod app;`, and so do the tests
-//! (`tests/thebot*.rs`) and the load generator. Keep [`app`], [`Db`] and
+//! (`integration/tests/thebot*.rs`) and the load generator. Keep [`app`], [`Db`] and
 //! [`user_of`] as they are; each includer uses a part of the rest.
 
 // Shared by several crates (the example, the tests, the load generator),
@@ -44,7 +44,7 @@ const MATERIALS_LIST: &str = "/api/materials/";
 /// `use_redis` the tiered store (memory in front of Redis), with
 /// [`user_of`] as its user resolver. Call it inside a tokio runtime.
 pub fn cache_from_config(config: &Config) -> Result<Cache, strata::Error> {
-    let store = strata_redis::store_from_config(config)?;
+    let store = strata::redis::store_from_config(config)?;
     Ok(config.builder().store(store).user(user_of).build())
 }
 
@@ -105,7 +105,7 @@ pub fn app_uncached(db: Db, admin_token: &str) -> Router {
 
 fn routes(cache: &Cache, db: Db, admin_token: &str, ttl: TtlProfiles, layered: bool) -> Router {
     let handle = cache.handle();
-    let admin = strata_admin::router(handle.clone(), strata_admin::BearerToken::new(admin_token));
+    let admin = strata::admin::router(handle.clone(), strata::admin::BearerToken::new(admin_token));
     let state = AppState {
         db: db.clone(),
         handle,

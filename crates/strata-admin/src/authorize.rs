@@ -44,7 +44,7 @@ impl From<bool> for Decision {
 ///
 /// ```
 /// use http::request::Parts;
-/// use strata_admin::{Authorize, Decision};
+/// use strata::admin::{Authorize, Decision};
 ///
 /// #[derive(Clone)]
 /// struct Staff(bool); // set by the application's own authentication
@@ -84,7 +84,7 @@ where
 /// timing. `Debug` does not print the token.
 ///
 /// ```
-/// use strata_admin::{Authorize, BearerToken, Decision};
+/// use strata::admin::{Authorize, BearerToken, Decision};
 ///
 /// let check = BearerToken::new("s3cret");
 /// let request = http::Request::builder()

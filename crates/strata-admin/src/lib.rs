@@ -13,8 +13,8 @@
 //! ```
 //! use std::time::Duration;
 //! use axum::{Router, routing::get};
-//! use strata_core::{Cache, CachePolicy};
-//! use strata_admin::BearerToken;
+//! use strata::{Cache, CachePolicy};
+//! use strata::admin::BearerToken;
 //!
 //! let cache = Cache::builder().prefix("thebot", "production").build();
 //! let app: Router = Router::new()
@@ -22,7 +22,7 @@
 //!         .layer(CachePolicy::public(Duration::from_secs(1800)).tag("materials")))
 //!     .layer(cache.layer())
 //!     // Nested after the cache layer, so the cache never sees admin requests.
-//!     .nest("/api/core", strata_admin::router(cache.handle(), BearerToken::new("s3cret")));
+//!     .nest("/api/core", strata::admin::router(cache.handle(), BearerToken::new("s3cret")));
 //! // GET  /api/core/cache-stats/         (Authorization: Bearer s3cret)
 //! // POST /api/core/cache-invalidate/    {"tag":"materials"}
 //! # let _ = app;

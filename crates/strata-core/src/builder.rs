@@ -108,9 +108,36 @@ impl CacheBuilder {
         self
     }
 
-    /// How to tell who is asking, for [`CachePolicy::private`] routes. Without
-    /// it every request is anonymous, and private responses are never stored.
-    pub fn user(mut self, resolver: impl UserResolver) -> Self {
+    /// How to tell who is asking, for [`CachePolicy::private`] routes: a
+    /// function of the request's head returning the user's id, or `None`
+    /// for an anonymous request. Without it every request is anonymous,
+    /// and private responses are never stored.
+    ///
+    /// The closure's argument type is inferred, so `|parts| ...` is enough:
+    ///
+    /// ```
+    /// use strata::Cache;
+    ///
+    /// #[derive(Clone)]
+    /// struct UserId(u64); // put there by the application's authentication
+    ///
+    /// let cache = Cache::builder()
+    ///     .user(|parts| parts.extensions.get::<UserId>().map(|id| id.0.to_string()))
+    ///     .build();
+    /// # let _ = cache;
+    /// ```
+    ///
+    /// A type of the application's implementing [`UserResolver`] goes to
+    /// [`user_resolver`](Self::user_resolver).
+    pub fn user<F>(self, resolver: F) -> Self
+    where
+        F: Fn(&http::request::Parts) -> Option<String> + Send + Sync + 'static,
+    {
+        self.user_resolver(resolver)
+    }
+
+    /// As [`user`](Self::user), for any [`UserResolver`].
+    pub fn user_resolver(mut self, resolver: impl UserResolver) -> Self {
         self.user = Some(Arc::new(resolver));
         self
     }
@@ -155,7 +182,7 @@ impl CacheBuilder {
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
-    /// use strata_core::{Cache, store::Invalidation};
+    /// use strata::{Cache, store::Invalidation};
     ///
     /// let purged = Arc::new(Mutex::new(Vec::new()));
     /// let seen = Arc::clone(&purged);
@@ -180,8 +207,8 @@ impl CacheBuilder {
     /// [`compress`](crate::compress); needs the `compression` feature).
     ///
     /// ```
-    /// use strata_core::Cache;
-    /// use strata_core::compress::Compression;
+    /// use strata::Cache;
+    /// use strata::compress::Compression;
     ///
     /// let cache = Cache::builder().compression(Compression::default()).build();
     /// # let _ = cache;
@@ -240,12 +267,12 @@ impl CacheBuilder {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// # use strata_core::{Cache, MemoryStore};
+    /// # use strata::{Cache, MemoryStore};
     /// let cache = Cache::builder()
     ///     .prefix("thebot", "production")
     ///     .store(Arc::new(MemoryStore::new(64 << 20)))
     ///     .try_build()?;
-    /// # Ok::<(), strata_core::Error>(())
+    /// # Ok::<(), strata::Error>(())
     /// ```
     pub fn try_build(self) -> Result<Cache, Error> {
         let keys = match self.max_key_len {

@@ -17,7 +17,7 @@ use crate::store::{HealthReport, Invalidation, Store};
 /// ```
 /// use std::time::Duration;
 /// use axum::{Router, routing::get};
-/// use strata_core::{Cache, CachePolicy};
+/// use strata::{Cache, CachePolicy};
 ///
 /// let cache = Cache::builder().prefix("thebot", "production").build();
 /// let app: Router = Router::new()
@@ -114,6 +114,7 @@ impl CacheHandle {
     /// Hands the current figures to the installed `metrics` recorder (see
     /// [`metrics`](crate::metrics) for the names).
     #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn record_metrics(&self) {
         crate::metrics::record(&self.stats());
     }
@@ -121,6 +122,7 @@ impl CacheHandle {
     /// Records the figures every `period` on a background task until the
     /// task is aborted. Call it inside a tokio runtime.
     #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
     pub fn spawn_metrics(&self, period: std::time::Duration) -> tokio::task::JoinHandle<()> {
         let handle = self.clone();
         tokio::spawn(async move {

@@ -28,7 +28,7 @@ impl Clock for SystemClock {
 ///
 /// ```
 /// use std::time::Duration;
-/// use strata_core::{Clock, MockClock};
+/// use strata::{Clock, MockClock};
 ///
 /// let clock = MockClock::new();
 /// let before = clock.now();

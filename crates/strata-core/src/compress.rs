@@ -83,7 +83,7 @@ impl Coding {
 /// How the cache compresses what it stores (see the [module docs](self)).
 ///
 /// ```
-/// use strata_core::compress::{Coding, Compression};
+/// use strata::compress::{Coding, Compression};
 ///
 /// let compression = Compression::default()
 ///     .codings([Coding::Gzip, Coding::Brotli])

@@ -17,7 +17,7 @@ pub const NOT_MODIFIED_HEADERS: [HeaderName; 6] =
 /// quoted. Computed once, when a response is stored.
 ///
 /// ```
-/// let etag = strata_core::conditional::etag_for(b"hello");
+/// let etag = strata::conditional::etag_for(b"hello");
 /// assert_eq!(etag, "\"2cf24dba5fb0a30e26e83b2ac5b9e29e\"");
 /// ```
 pub fn etag_for(body: &[u8]) -> HeaderValue {
@@ -38,7 +38,7 @@ pub fn etag_for(body: &[u8]) -> HeaderValue {
 ///
 /// ```
 /// use http::HeaderValue;
-/// use strata_core::conditional::etag_for_coding;
+/// use strata::conditional::etag_for_coding;
 ///
 /// let tag = HeaderValue::from_static("\"v1\"");
 /// assert_eq!(etag_for_coding(&tag, "gzip").unwrap(), "\"v1-gzip\"");
@@ -148,7 +148,7 @@ pub fn http_date(time: SystemTime) -> HeaderValue {
 ///
 /// ```
 /// use http::HeaderValue;
-/// use strata_core::conditional::parse_http_date;
+/// use strata::conditional::parse_http_date;
 ///
 /// let exact = parse_http_date(&HeaderValue::from_static("Mon, 01 Jan 2024 00:00:00 GMT"));
 /// let lower = parse_http_date(&HeaderValue::from_static("mon, 01 jan 2024 00:00:00 gmt"));

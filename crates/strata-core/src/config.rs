@@ -20,7 +20,7 @@ use crate::store::DEFAULT_MEMORY_BYTES;
 ///
 /// ```
 /// use std::time::Duration;
-/// use strata_core::TtlProfiles;
+/// use strata::TtlProfiles;
 ///
 /// let mut profiles = TtlProfiles::default().with("reports", Duration::from_secs(60));
 /// assert_eq!(profiles.get("reports"), Duration::from_secs(60));
@@ -105,7 +105,7 @@ impl TtlProfiles {
 /// environment with [`Config::from_env`].
 ///
 /// ```
-/// let config: strata_core::Config =
+/// let config: strata::Config =
 ///     serde_json::from_str(r#"{"env": "production", "ttl": {"reports": 120}}"#).unwrap();
 /// assert_eq!(config.key_prefix(), "strata:production:");
 /// assert_eq!(config.ttl.get("reports").as_secs(), 120);
@@ -186,7 +186,7 @@ impl Config {
     /// the process environment.
     ///
     /// ```
-    /// let config = strata_core::Config::from_lookup(|name| match name {
+    /// let config = strata::Config::from_lookup(|name| match name {
     ///     "CACHE_ENV" => Some("production".to_owned()),
     ///     "USE_REDIS_CACHE" => Some("True".to_owned()),
     ///     "REDIS_URL" => Some("redis://127.0.0.1:6379/1".to_owned()),

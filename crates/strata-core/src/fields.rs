@@ -3,7 +3,7 @@
 //!
 //! ```
 //! use http::{HeaderMap, HeaderValue};
-//! use strata_core::fields;
+//! use strata::fields;
 //!
 //! let mut headers = HeaderMap::new();
 //! headers.insert("connection", HeaderValue::from_static("x-trace"));

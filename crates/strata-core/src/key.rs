@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 /// bound and stays unique.
 ///
 /// ```
-/// use strata_core::KeyBuilder;
+/// use strata::KeyBuilder;
 ///
 /// let keys = KeyBuilder::new("thebot", "production");
 /// assert_eq!(keys.make_key(&["materials", "list"]), "thebot:production:materials:list");
@@ -169,7 +169,7 @@ impl KeyBuilder {
 ///
 /// ```
 /// let uri = "/a/?z=1&&a=2&a=1".parse().unwrap();
-/// assert_eq!(strata_core::key::normalize_url(&uri), "/a/?a=2&a=1&z=1");
+/// assert_eq!(strata::key::normalize_url(&uri), "/a/?a=2&a=1&z=1");
 /// ```
 pub fn normalize_url(uri: &Uri) -> String {
     let mut out = String::new();
@@ -187,7 +187,7 @@ pub fn path_of(name: &str) -> &str {
 /// the cache's fences read it here, so they agree on what a URL names.
 ///
 /// ```
-/// use strata_core::key::path_of_url;
+/// use strata::key::path_of_url;
 /// assert_eq!(path_of_url("/a/?x=1"), "/a/");
 /// assert_eq!(path_of_url("https://example.com/a/"), "/a/");
 /// ```

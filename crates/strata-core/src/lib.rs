@@ -17,7 +17,7 @@
 //! ```
 //! use std::time::Duration;
 //! use axum::{Router, routing::{get, put}};
-//! use strata_core::{Cache, CachePolicy, Invalidates};
+//! use strata::{Cache, CachePolicy, Invalidates};
 //!
 //! let cache = Cache::builder()
 //!     .prefix("thebot", "production")
@@ -35,6 +35,7 @@
 //!     .layer(cache.layer());
 //! # let _ = app;
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod admit;
 mod annotate;
@@ -53,6 +54,7 @@ mod flight;
 pub mod key;
 mod layer;
 #[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 pub mod policy;
 mod range;

@@ -58,7 +58,7 @@ pub enum Scope {
 ///
 /// ```
 /// use std::time::Duration;
-/// use strata_core::CachePolicy;
+/// use strata::CachePolicy;
 ///
 /// let list = CachePolicy::public(Duration::from_secs(1800)).tag("materials");
 /// assert_eq!(list.cache_control(), "public, max-age=1800");
@@ -145,7 +145,7 @@ impl CachePolicy {
     /// own keep it. Responses that say nothing are not stored.
     ///
     /// ```
-    /// use strata_core::{CachePolicy, policy::Scope};
+    /// use strata::{CachePolicy, policy::Scope};
     ///
     /// assert_eq!(CachePolicy::origin().scope(), Scope::Origin);
     /// ```
@@ -190,7 +190,7 @@ impl CachePolicy {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use strata_core::CachePolicy;
+    /// use strata::CachePolicy;
     ///
     /// let policy = CachePolicy::public(Duration::from_secs(60)).s_maxage(Duration::from_secs(3600));
     /// assert_eq!(policy.cache_control(), "public, max-age=60, s-maxage=3600");
@@ -209,7 +209,7 @@ impl CachePolicy {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use strata_core::CachePolicy;
+    /// use strata::CachePolicy;
     ///
     /// let policy = CachePolicy::public(Duration::from_secs(60)).cdn_max_age(Duration::from_secs(86_400));
     /// assert_eq!(policy.cdn_cache_control().unwrap(), "max-age=86400");
@@ -236,7 +236,7 @@ impl CachePolicy {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use strata_core::CachePolicy;
+    /// use strata::CachePolicy;
     ///
     /// let policy = CachePolicy::public(Duration::from_secs(60))
     ///     .stale_while_revalidate(Duration::from_secs(30))

@@ -28,7 +28,7 @@ impl CacheHandle {
     /// ```
     /// # tokio_test_block_on(async {
     /// use std::time::Duration;
-    /// let handle = strata_core::Cache::builder().build().handle();
+    /// let handle = strata::Cache::builder().build().handle();
     /// let count: u64 = handle
     ///     .get_or_compute("active_users", Duration::from_secs(600), || async { 42 })
     ///     .await;

@@ -15,9 +15,9 @@ use crate::{RedisStore, TieredStore};
 /// from its service until Redis answers. Call it inside a tokio runtime.
 ///
 /// ```no_run
-/// # async fn run() -> Result<(), strata_core::Error> {
-/// let config = strata_core::Config::from_env()?;
-/// let store = strata_redis::store_from_config(&config)?;
+/// # async fn run() -> Result<(), strata::Error> {
+/// let config = strata::Config::from_env()?;
+/// let store = strata::redis::store_from_config(&config)?;
 /// let cache = config.builder().store(store).build();
 /// # let _ = cache; Ok(()) }
 /// ```

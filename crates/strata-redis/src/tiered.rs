@@ -78,10 +78,10 @@ mod shard;
 /// Memory in front of Redis, coherent across instances. Cloning is cheap.
 ///
 /// ```no_run
-/// # async fn run() -> Result<(), strata_core::Error> {
+/// # async fn run() -> Result<(), strata::Error> {
 /// use std::sync::Arc;
-/// use strata_core::{Cache, MemoryStore};
-/// use strata_redis::{RedisStore, TieredStore};
+/// use strata::{Cache, MemoryStore};
+/// use strata::redis::{RedisStore, TieredStore};
 ///
 /// let prefix = "thebot:production:";
 /// let redis = RedisStore::standalone("redis://127.0.0.1:6379/1").prefix(prefix).build()?;

@@ -11,7 +11,7 @@ use crate::annotate::Annotate;
 /// extension from the handler when the tags depend on the request.
 ///
 /// ```
-/// use strata_core::Invalidates;
+/// use strata::Invalidates;
 ///
 /// let on_update = Invalidates::tags(["materials"]).tag("material:42").url("/api/materials/");
 /// assert_eq!(on_update.tag_list(), ["materials", "material:42"]);
@@ -28,7 +28,7 @@ impl Invalidates {
     /// routes that change no cached data (an admin action, a login).
     ///
     /// ```
-    /// assert!(strata_core::Invalidates::none().keeps_own_url());
+    /// assert!(strata::Invalidates::none().keeps_own_url());
     /// ```
     pub fn none() -> Self {
         Self {

@@ -45,7 +45,7 @@ const MAX_CLEAR_ROUNDS: usize = 600;
 /// Cloning is cheap and shares the store.
 ///
 /// ```
-/// use strata_core::MemoryStore;
+/// use strata::MemoryStore;
 ///
 /// let store = MemoryStore::builder().max_bytes(64 * 1024 * 1024).build();
 /// assert_eq!(store.capacity_bytes(), 64 * 1024 * 1024);

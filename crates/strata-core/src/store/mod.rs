@@ -26,7 +26,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// message the invalidation bus carries.
 ///
 /// ```
-/// use strata_core::Invalidation;
+/// use strata::Invalidation;
 ///
 /// let parsed: Invalidation = serde_json::from_str(r#"{"tag":"materials"}"#).unwrap();
 /// assert_eq!(parsed, Invalidation::Tag("materials".into()));
@@ -61,8 +61,8 @@ impl Invalidation {
     /// ```
     /// use std::time::{Duration, SystemTime};
     /// use bytes::Bytes;
-    /// use strata_core::store::Invalidation;
-    /// use strata_core::{Entry, EntryKind};
+    /// use strata::store::Invalidation;
+    /// use strata::{Entry, EntryKind};
     ///
     /// let entry = Entry {
     ///     key: "app:prod:v:report".to_owned(),

@@ -9,7 +9,7 @@
 //! `rollcookie`, `status`, `chunked`), and a body naming how often that URL was called and the
 //! request's `Accept-Language` and `Accept-Encoding`.
 
-#[path = "../examples/gateway/proxy.rs"]
+#[path = "../../examples/gateway/proxy.rs"]
 mod proxy;
 
 use std::collections::HashMap;

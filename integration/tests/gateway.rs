@@ -9,9 +9,9 @@
 //!
 //! The cache here runs `CachePolicy::origin`, but these upstream responses
 //! say nothing about caching, so nothing is stored: the caching rules are
-//! tested in tests/gateway_cache.rs.
+//! tested in integration/tests/gateway_cache.rs.
 
-#[path = "../examples/gateway/proxy.rs"]
+#[path = "../../examples/gateway/proxy.rs"]
 mod proxy;
 
 use std::convert::Infallible;
@@ -480,7 +480,7 @@ async fn the_proxy_runs_under_the_cache_layer() {
     );
     // The upstream says nothing about caching `/page` (no Cache-Control,
     // Expires or Last-Modified): under `CachePolicy::origin` nothing is
-    // stored (tests/gateway_cache.rs has the responses that are).
+    // stored (integration/tests/gateway_cache.rs has the responses that are).
     assert_eq!(stats.stores, 0, "{stats:?}");
 }
 

@@ -2,7 +2,7 @@
 //! for instruction counts under callgrind:
 //!
 //! ```text
-//! cargo build --release --example hit_path_profile
+//! cargo build --release -p strata-bench --example hit_path_profile
 //! valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p \
 //!     target/release/examples/hit_path_profile strata_hit 100000
 //! ```
@@ -11,7 +11,7 @@
 //! N), which removes setup and warm-up. Cases: `prebuilt_bytes`,
 //! `strata_hit`, `strata_hit_304`, `strata_hit_private`, `strata_miss_pass`.
 
-#[path = "../benches/support/cases.rs"]
+#[path = "support/cases.rs"]
 mod cases;
 
 use std::hint::black_box;

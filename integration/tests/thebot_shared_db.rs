@@ -5,9 +5,9 @@
 //! reseeds nor clobbers the file, and writes from both at once all land.
 //!
 //! The cache coherence across instances over one Redis is in
-//! `tests/thebot.rs` (`on_the_tiered_store_...`).
+//! `integration/tests/thebot.rs` (`on_the_tiered_store_...`).
 
-#[path = "../examples/thebot/app.rs"]
+#[path = "../../examples/thebot/app.rs"]
 mod app;
 mod common;
 

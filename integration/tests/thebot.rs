@@ -5,7 +5,7 @@
 //! logout, the admin endpoints refusing strangers), on the memory store and
 //! on the tiered store against a redis-server the test starts.
 
-#[path = "../examples/thebot/app.rs"]
+#[path = "../../examples/thebot/app.rs"]
 mod app;
 mod common;
 
