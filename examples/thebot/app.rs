@@ -57,7 +57,7 @@ struct AppState {
 
 /// The demo's TTL profiles: default 300 s, materials_list 1800,
 /// material_detail 3600, reports 300, analytics 1800, notifications 60 (the
-/// table of the Django module strata succeeds). `CACHE_TTL_<NAME>`
+/// table this API's Django version had; docs/FROM_DJANGO.md). `CACHE_TTL_<NAME>`
 /// overrides them (see `examples/thebot.rs`).
 pub fn profiles() -> TtlProfiles {
     let minutes = |m: u64| Duration::from_secs(m * 60);

@@ -84,8 +84,13 @@ async fn recorded_metrics_are_the_measured_figures() {
         stats.entries as f64
     );
     assert_eq!(metrics["strata_layer_bytes{memory}"], stats.bytes as f64);
-    // The memory store does not count its own lookups: not emitted.
-    assert!(!metrics.contains_key("strata_layer_hits_total{memory}"));
+    // The memory store counts its own lookups: three found the entry.
+    assert_eq!(metrics["strata_layer_hits_total{memory}"], 3.0);
+    assert_eq!(
+        metrics["strata_layer_hits_total{memory}"],
+        stats.layers[0].hits.unwrap() as f64
+    );
+    assert!(metrics["strata_layer_misses_total{memory}"] >= 2.0);
 
     // After a reset the counters read zero again.
     cache.handle().reset_stats();

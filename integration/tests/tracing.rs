@@ -43,7 +43,7 @@ async fn each_decision_is_traced_with_a_key_digest_and_no_user_or_body() {
     let cache = Cache::builder().user(user_from_header).build();
     let app = Router::new()
         .route(
-            "/api/secret-path/",
+            "/api/items/{id}/",
             get(|| async { "BODY-SECRET" }).layer(CachePolicy::private(Duration::from_secs(60))),
         )
         .route("/plain", get(|| async { "plain" }))
@@ -51,13 +51,13 @@ async fn each_decision_is_traced_with_a_key_digest_and_no_user_or_body() {
     let server = TestServer::start(app).await;
     for _ in 0..2 {
         let response = server
-            .get_as("/api/secret-path/", "secret-user-42")
+            .get_as("/api/items/secret-42/", "secret-user-42")
             .send()
             .await
             .unwrap();
         assert_eq!(response.text().await.unwrap(), "BODY-SECRET");
     }
-    server.get("/api/secret-path/").send().await.unwrap();
+    server.get("/api/items/secret-42/").send().await.unwrap();
     server.get("/plain").send().await.unwrap();
     server.get("/plain").send().await.unwrap();
 
@@ -79,7 +79,7 @@ async fn each_decision_is_traced_with_a_key_digest_and_no_user_or_body() {
         })
     });
     assert!(digest_ok && has("key="), "{log}");
-    for secret in ["secret-user-42", "BODY-SECRET", "secret-path"] {
+    for secret in ["secret-user-42", "BODY-SECRET", "secret-42"] {
         assert!(
             !log.contains(secret),
             "{secret} leaked into the log:\n{log}"
@@ -89,7 +89,8 @@ async fn each_decision_is_traced_with_a_key_digest_and_no_user_or_body() {
 
 /// With a plain `fmt` subscriber and `EnvFilter` at `strata=debug` (no span
 /// events), every slow-path decision and every invalidation is an event,
-/// and none carries a URL, a user, a tag or a body.
+/// with the route axum matched (its template, not the URL), and none
+/// carries a URL, a user, a tag or a body.
 #[tokio::test]
 async fn a_plain_fmt_subscriber_at_strata_debug_shows_decisions_and_invalidations() {
     let captured = Captured::default();
@@ -104,7 +105,7 @@ async fn a_plain_fmt_subscriber_at_strata_debug_shows_decisions_and_invalidation
     let cache = Cache::builder().user(user_from_header).build();
     let app = Router::new()
         .route(
-            "/api/secret-path/",
+            "/api/items/{id}/",
             get(|| async { "BODY-SECRET" })
                 .layer(CachePolicy::private(Duration::from_secs(60)).tag("secret-tag")),
         )
@@ -112,10 +113,12 @@ async fn a_plain_fmt_subscriber_at_strata_debug_shows_decisions_and_invalidation
         .layer(cache.layer());
     let server = TestServer::start(app).await;
     server
-        .get_as("/api/secret-path/", "secret-user-42")
+        .get_as("/api/items/secret-42/", "secret-user-42")
         .send()
         .await
         .unwrap();
+    // Anonymous on the per-user URL: a bypass, and the hint about it.
+    server.get("/api/items/secret-42/").send().await.unwrap();
     server.get("/plain").send().await.unwrap();
     let dropped = cache.handle().invalidate_tag("secret-tag").await.unwrap();
     assert_eq!(dropped, 1);
@@ -128,18 +131,44 @@ async fn a_plain_fmt_subscriber_at_strata_debug_shows_decisions_and_invalidation
             .any(|line| needles.iter().all(|needle| line.contains(needle)))
     };
     assert!(
-        has(&["strata decision", "fwd=uri-miss; stored", "key="]),
+        has(&[
+            "strata decision",
+            "fwd=uri-miss; stored",
+            "key=",
+            "route=\"/api/items/{id}/\"",
+            "outcome=\"miss\""
+        ]),
         "a miss:\n{log}"
     );
     assert!(
-        has(&["strata decision", "cache_status=\"none (no policy)\""]),
+        has(&[
+            "strata decision",
+            "fwd=bypass",
+            "route=\"/api/items/{id}/\""
+        ]),
+        "a bypass:\n{log}"
+    );
+    assert!(
+        has(&[
+            "private route answered anonymous requests",
+            "anonymous_requests=1",
+            "user resolver ran before authentication"
+        ]),
+        "the anonymous-private hint:\n{log}"
+    );
+    assert!(
+        has(&[
+            "strata decision",
+            "cache_status=\"none (no policy)\"",
+            "route=\"/plain\""
+        ]),
         "a route without policy:\n{log}"
     );
     assert!(
         has(&["strata invalidation", "kind=\"tag\"", "entries=1"]),
         "an invalidation:\n{log}"
     );
-    for secret in ["secret-user-42", "BODY-SECRET", "secret-path", "secret-tag"] {
+    for secret in ["secret-user-42", "BODY-SECRET", "secret-42", "secret-tag"] {
         assert!(
             !log.contains(secret),
             "{secret} leaked into the log:\n{log}"

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderName, Uri};
 use sha2::{Digest, Sha256};
 
-/// Builds every key strata stores under (the seed's `make_key` / `user_key`).
+/// Builds every key strata stores under (`make_key` / `user_key`, as
+/// docs/FROM_DJANGO.md maps them).
 ///
 /// Cloning is cheap. Keys longer than [`max_len`](Self::max_len) are replaced
 /// by the prefix and the SHA-256 of the whole key, so a key never exceeds the

@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -123,6 +124,36 @@ impl Shared {
             .as_ref()
             .and_then(|resolver| resolver.user(parts))
             .filter(|user| !user.is_empty())
+    }
+
+    /// An anonymous request was answered with a per-user (private)
+    /// response, which is then never stored. Once in a while that is a
+    /// signed-out visitor; on every request it is a trap: no user resolver,
+    /// or one that runs before the application's authentication has put
+    /// the user into the request (an auth middleware added after the cache
+    /// layer runs after it). A `debug` event says so on the 1st, 2nd, 4th,
+    /// 8th, ... such request, with the count, and no URL or user.
+    pub(crate) fn note_anonymous_private(&self) {
+        let seen = self.stats.anonymous_private.fetch_add(1, Ordering::Relaxed) + 1;
+        if !seen.is_power_of_two() {
+            return;
+        }
+        if self.user.is_some() {
+            tracing::debug!(
+                target: "strata",
+                anonymous_requests = seen,
+                "strata private route answered anonymous requests: nothing stored for them; \
+                 if they were signed in, the user resolver ran before authentication \
+                 (add the authentication layer after `.layer(cache.layer())`, so it runs first)"
+            );
+        } else {
+            tracing::debug!(
+                target: "strata",
+                anonymous_requests = seen,
+                "strata private route answered anonymous requests: no user resolver is set \
+                 (`CacheBuilder::user`), so private responses are never stored"
+            );
+        }
     }
 
     /// Where a fill starts, read before its lookup (one atomic load).

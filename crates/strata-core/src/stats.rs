@@ -26,6 +26,10 @@ pub(crate) struct Stats {
     pub(crate) store_errors: AtomicU64,
     /// The layers' own error counts when the counters were last reset.
     pub(crate) layer_errors_at_reset: AtomicU64,
+    /// Anonymous requests answered with a per-user (private) response,
+    /// for the debug event that points at a misplaced authentication
+    /// layer ([`Shared::note_anonymous_private`](crate::shared::Shared::note_anonymous_private)).
+    pub(crate) anonymous_private: AtomicU64,
 }
 
 /// The errors the store's layers count themselves, if any layer does.

@@ -58,6 +58,9 @@ where
         Ok(plan) => plan,
         Err(why) => {
             ctx.tally(&shared.stats.bypasses);
+            if why == NotStored::Anonymous {
+                shared.note_anonymous_private();
+            }
             if why == NotStored::Anonymous && ctx.mode != Mode::Bypass {
                 // Learn that the URL is per-user: later anonymous requests
                 // then pass by, and users go to their own variants.

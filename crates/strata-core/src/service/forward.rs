@@ -111,7 +111,7 @@ where
     }
     let ctx = Ctx {
         primary: &primary,
-        name: normalize_url(&parts.uri),
+        name: normalize_url(super::cache_uri(&parts.uri, &parts.extensions)),
         user: user.get(|| shared.user_of(&parts)).map(str::to_owned),
         head,
         request_headers,

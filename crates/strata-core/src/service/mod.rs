@@ -29,6 +29,7 @@ mod read;
 mod respond;
 mod revalidate;
 mod trace;
+mod uri;
 mod write;
 
 use std::sync::Arc;
@@ -46,6 +47,7 @@ use self::fast::{Fast, fast_path};
 use self::forward::{Outgoing, forward};
 pub(crate) use self::trace::KeyDigest;
 use self::trace::{decision_span, log_decision};
+pub(crate) use self::uri::cache_uri;
 use self::write::{Write, after_write};
 use crate::body::{BoxError, CacheBody};
 use crate::rfc9111;
@@ -123,7 +125,10 @@ where
         let method = request.method();
         if method == Method::GET || method == Method::HEAD {
             let (parts, body) = request.into_parts();
-            let primary = self.shared.keys.url_key(&parts.uri);
+            let primary = self
+                .shared
+                .keys
+                .url_key(cache_uri(&parts.uri, &parts.extensions));
             // Read before looking, as `read` does (see there).
             let start = self.shared.start();
             let (mode, user) = match fast_path(&self.shared, &parts, &primary) {
@@ -132,7 +137,7 @@ where
                 Fast::Lookup => {
                     let inner = S::clone(&self.inner);
                     let shared = Arc::clone(&self.shared);
-                    let span = decision_span(&primary);
+                    let span = decision_span(&primary, &parts);
                     let reading = read::read(shared, inner, parts, body, primary);
                     let logged = async move {
                         let response = reading.await?;
@@ -144,7 +149,7 @@ where
             };
             let inner = S::clone(&self.inner);
             let shared = Arc::clone(&self.shared);
-            let span = decision_span(&primary);
+            let span = decision_span(&primary, &parts);
             let outcome = match mode {
                 Mode::Bypass => "bypass",
                 _ => "pass",
@@ -176,14 +181,11 @@ where
                 Ok(response.map(CacheBody::inner))
             });
         }
+        let target = cache_uri(request.uri(), request.extensions());
         let write = Write {
             method: request.method().clone(),
-            origin: rfc9111::Origin::of_request(
-                request.uri(),
-                request.headers(),
-                http::uri::Scheme::HTTP,
-            ),
-            target: request.uri().clone(),
+            origin: rfc9111::Origin::of_request(target, request.headers(), http::uri::Scheme::HTTP),
+            target: target.clone(),
         };
         let future = Oneshot::new(S::clone(&self.inner), request);
         ResponseFuture::boxed(after_write(Arc::clone(&self.shared), future, write))

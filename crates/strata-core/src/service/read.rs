@@ -57,7 +57,7 @@ where
     let head = parts.method == Method::HEAD;
     let directives = super::fast::has_directives(&shared, &parts)
         .then(|| RequestDirectives::from_headers(&parts.headers));
-    let name = normalize_url(&parts.uri);
+    let name = normalize_url(super::cache_uri(&parts.uri, &parts.extensions));
     let mut rounds = 0;
     let settled = loop {
         rounds += 1;

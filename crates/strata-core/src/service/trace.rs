@@ -20,15 +20,40 @@ impl fmt::Display for KeyDigest<'_> {
 }
 
 /// The span of one cache decision on the slow path; `outcome` and `layer`
-/// are recorded once known.
-pub(crate) fn decision_span(primary: &str) -> tracing::Span {
-    tracing::debug_span!(
+/// are recorded once known, `route` when axum matched one.
+pub(crate) fn decision_span(primary: &str, parts: &http::request::Parts) -> tracing::Span {
+    let span = tracing::debug_span!(
         target: "strata",
         "strata.request",
         key = %KeyDigest(primary),
+        route = tracing::field::Empty,
         outcome = tracing::field::Empty,
         layer = tracing::field::Empty,
-    )
+    );
+    if !span.is_disabled()
+        && let Some(route) = matched_route(parts)
+    {
+        span.record("route", route);
+    }
+    span
+}
+
+/// The route template axum matched (`MatchedPath`, such as
+/// `/api/materials/{id}/`), when the layer runs inside a `Router`: it names
+/// the route without the URL's own values.
+fn matched_route(parts: &http::request::Parts) -> Option<&str> {
+    #[cfg(feature = "axum")]
+    {
+        parts
+            .extensions
+            .get::<axum::extract::MatchedPath>()
+            .map(axum::extract::MatchedPath::as_str)
+    }
+    #[cfg(not(feature = "axum"))]
+    {
+        let _ = parts;
+        None
+    }
 }
 
 /// Records the decision on the current span.

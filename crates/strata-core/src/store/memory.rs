@@ -84,6 +84,12 @@ struct Slot {
 struct Counters {
     evictions: AtomicU64,
     expirations: AtomicU64,
+    /// Lookups through [`Store`] that found an entry (the cache's own;
+    /// [`MemoryStore::get_entry`] does not count, so a store built on
+    /// this one counts its lookups itself).
+    hits: AtomicU64,
+    /// Lookups through [`Store`] that found nothing.
+    misses: AtomicU64,
 }
 
 struct RetentionExpiry;
@@ -309,8 +315,8 @@ impl MemoryStore {
             entries: Some(self.inner.cache.entry_count()),
             bytes: Some(self.inner.cache.weighted_size()),
             capacity_bytes: Some(self.inner.capacity),
-            hits: None,
-            misses: None,
+            hits: Some(self.inner.counters.hits.load(Ordering::Relaxed)),
+            misses: Some(self.inner.counters.misses.load(Ordering::Relaxed)),
             errors: None,
             evictions: self.inner.counters.evictions.load(Ordering::Relaxed),
             expirations: self.inner.counters.expirations.load(Ordering::Relaxed),
@@ -327,11 +333,18 @@ impl MemoryStore {
 
 impl Store for MemoryStore {
     fn get_local(&self, key: &str) -> Option<Arc<Entry>> {
-        self.get_entry(key)
+        let found = self.get_entry(key);
+        let counter = if found.is_some() {
+            &self.inner.counters.hits
+        } else {
+            &self.inner.counters.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Arc<Entry>>, Error>> {
-        Box::pin(std::future::ready(Ok(self.get_entry(key))))
+        Box::pin(std::future::ready(Ok(self.get_local(key))))
     }
 
     fn put(&self, entry: Arc<Entry>) -> BoxFuture<'_, Result<(), Error>> {
