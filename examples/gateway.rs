@@ -12,7 +12,8 @@
 //! (RFC 9111 as a shared cache: `s-maxage`, `max-age`, `Expires`, heuristic
 //! freshness from `Last-Modified`, `Age`, `Vary`, `private`, `no-store`,
 //! the `Authorization` rule, `stale-while-revalidate` and `stale-if-error`,
-//! `Strata-Cache-Control`, `Surrogate-Key` and `Cache-Tag`). A successful
+//! `Strata-Cache-Control`, then `CDN-Cache-Control` as a CDN-class cache,
+//! `Surrogate-Key` and `Cache-Tag`). A successful
 //! write drops its URL and the same-origin `Location` and
 //! `Content-Location` URLs. Clients' request directives are obeyed
 //! (`no-cache`, `max-age`, `min-fresh`, `max-stale`, `only-if-cached`,
@@ -98,9 +99,8 @@ async fn main() -> ExitCode {
     // error too; a Redis that is down is not (the store starts without it).
     let cache = match strata::redis::store_from_config(&settings.config) {
         Ok(store) => settings
-            .config
-            .builder()
-            .default_policy(settings.options.cache_policy())
+            .options
+            .configure(settings.config.builder())
             .honour_request_directives(true)
             .store(store)
             .build(),
@@ -149,6 +149,7 @@ fn settings_from_env() -> Result<Settings, Box<dyn Error>> {
         options: ProxyOptions {
             timeout,
             preserve_host,
+            ..ProxyOptions::default()
         },
         config,
     })

@@ -50,7 +50,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use strata::fields::remove_hop_by_hop;
-use strata::{Cache, CachePolicy};
+use strata::{Cache, CacheBuilder, CachePolicy, TargetedField};
 use tower::Service;
 
 /// How long the upstream may take to send its response headers when
@@ -109,6 +109,10 @@ pub struct ProxyOptions {
     /// Send the client's `Host` to the upstream instead of the upstream's
     /// own authority. Default `false`.
     pub preserve_host: bool,
+    /// The targeted cache-control fields the cache obeys, most specific
+    /// first (RFC 9213). Default: `Strata-Cache-Control`, then
+    /// `CDN-Cache-Control`, as a CDN-class cache.
+    pub targeted_fields: Vec<TargetedField>,
 }
 
 impl ProxyOptions {
@@ -125,6 +129,15 @@ impl ProxyOptions {
             CachePolicy::origin()
         }
     }
+
+    /// `builder` set up as the gateway's cache: [`cache_policy`](Self::cache_policy)
+    /// for every response and the [targeted fields](Self::targeted_fields)
+    /// of a CDN-class cache.
+    pub fn configure(&self, builder: CacheBuilder) -> CacheBuilder {
+        builder
+            .default_policy(self.cache_policy())
+            .targeted_fields(self.targeted_fields.iter().copied())
+    }
 }
 
 impl Default for ProxyOptions {
@@ -132,6 +145,7 @@ impl Default for ProxyOptions {
         Self {
             timeout: DEFAULT_TIMEOUT,
             preserve_host: false,
+            targeted_fields: vec![TargetedField::Strata, TargetedField::Cdn],
         }
     }
 }

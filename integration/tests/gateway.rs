@@ -29,7 +29,7 @@ use http_body_util::BodyExt;
 use proxy::{Proxy, ProxyOptions, Upstream};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
-use strata::{Cache, CachePolicy};
+use strata::Cache;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -94,9 +94,8 @@ fn upstream_at(addr: SocketAddr) -> Upstream {
 
 /// The gateway (proxy under the cache layer, memory store) to `upstream`.
 async fn gateway(upstream: SocketAddr, options: ProxyOptions) -> (Server, Cache) {
-    let cache = Cache::builder()
-        .prefix("gateway", "test")
-        .default_policy(CachePolicy::origin())
+    let cache = options
+        .configure(Cache::builder().prefix("gateway", "test"))
         .build();
     let router = proxy::gateway(upstream_at(upstream), &cache, options);
     (Server::start(router).await, cache)

@@ -10,6 +10,7 @@ use crate::compress::Compression;
 use crate::error::Error;
 use crate::key::KeyBuilder;
 use crate::policy::CachePolicy;
+use crate::rfc9111::{TargetedField, Targets};
 use crate::shared::{InvalidationHook, Shared, UserResolver};
 use crate::stats::Stats;
 use crate::store::{Invalidation, MemoryStore, Store};
@@ -42,6 +43,7 @@ pub struct CacheBuilder {
     pass_ttl: Duration,
     request_directives: bool,
     emit_surrogate_keys: bool,
+    targets: Targets,
     compression: Option<Compression>,
     on_invalidate: Option<InvalidationHook>,
     clock: Arc<dyn Clock>,
@@ -72,6 +74,7 @@ impl Default for CacheBuilder {
             pass_ttl: DEFAULT_PASS_TTL,
             request_directives: false,
             emit_surrogate_keys: false,
+            targets: Targets::default(),
             compression: None,
             on_invalidate: None,
             clock: Arc::new(SystemClock),
@@ -170,6 +173,35 @@ impl CacheBuilder {
     /// field of their own). A response that already has one keeps it.
     pub fn emit_surrogate_keys(mut self, emit: bool) -> Self {
         self.emit_surrogate_keys = emit;
+        self
+    }
+
+    /// The targeted cache-control fields (RFC 9213) this cache obeys, most
+    /// specific first. Under [`CachePolicy::origin`] the first one a
+    /// response carries, valid and non-empty, replaces its `Cache-Control`
+    /// and `Expires` for this cache's storage and freshness decisions; an
+    /// invalid one is ignored and `Cache-Control` applies. Route policies
+    /// of an application decide for themselves and read none of them.
+    ///
+    /// Default: [`TargetedField::Strata`] alone. A cache in front of an
+    /// application is not the CDN: the CDN in front of it reads
+    /// `CDN-Cache-Control`. A CDN-class cache (a gateway in front of an
+    /// origin) adds [`TargetedField::Cdn`]:
+    ///
+    /// ```
+    /// use strata::{Cache, CachePolicy, TargetedField};
+    ///
+    /// let gateway_cache = Cache::builder()
+    ///     .default_policy(CachePolicy::origin())
+    ///     .targeted_fields([TargetedField::Strata, TargetedField::Cdn])
+    ///     .build();
+    /// # let _ = gateway_cache;
+    /// ```
+    ///
+    /// An empty list obeys `Cache-Control` alone; a field listed twice
+    /// counts where it first appears.
+    pub fn targeted_fields(mut self, fields: impl IntoIterator<Item = TargetedField>) -> Self {
+        self.targets = Targets::new(fields);
         self
     }
 
@@ -305,6 +337,7 @@ impl CacheBuilder {
             pass_ttl: self.pass_ttl,
             request_directives: self.request_directives,
             emit_surrogate_keys: self.emit_surrogate_keys,
+            targets: self.targets,
             compression: self.compression,
             on_invalidate: self.on_invalidate,
         });

@@ -78,6 +78,7 @@ pub use error::{Error, Result};
 pub use key::KeyBuilder;
 pub use layer::CacheLayer;
 pub use policy::{CachePolicy, Invalidates, Scope};
+pub use rfc9111::TargetedField;
 pub use service::{CacheService, ResponseFuture};
 pub use shared::{InvalidationHook, UserResolver};
 pub use stats::StatsSnapshot;

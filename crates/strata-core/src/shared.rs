@@ -96,6 +96,8 @@ pub(crate) struct Shared {
     /// Whether clients' `Cache-Control` (and `Pragma`) request directives
     /// are obeyed.
     pub(crate) request_directives: bool,
+    /// The targeted cache-control fields this cache obeys (RFC 9213).
+    pub(crate) targets: crate::rfc9111::Targets,
     /// Whether stored responses list their tags in `Surrogate-Key`.
     pub(crate) emit_surrogate_keys: bool,
     /// Built-in compression for every storing policy, if set.

@@ -1,7 +1,7 @@
 //! The gateway test harness: an upstream this test starts, answering
-//! `/r/{name}` with the headers its query asks for, a gateway (strata layer
-//! + proxy) in front of it, both on 127.0.0.1, sharing a mock clock; and a
-//! client. Used by `gateway_cache.rs` and `gateway_rfc.rs`.
+//! `/r/{name}` with the headers its query asks for, a gateway (the strata
+//! layer and the proxy) in front of it, both on 127.0.0.1, sharing a mock
+//! clock; and a client. Used by `gateway_cache.rs` and `gateway_rfc.rs`.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -159,6 +159,7 @@ pub async fn upstream_handler(State(origin): State<Origin>, request: Request) ->
     for (query, header) in [
         ("cc", "cache-control"),
         ("scc", "strata-cache-control"),
+        ("cdn", "cdn-cache-control"),
         ("age", "age"),
         ("vary", "vary"),
         ("sk", "surrogate-key"),
@@ -278,9 +279,9 @@ pub async fn setup_full(honour_request_directives: bool, options: ProxyOptions) 
             .with_state(origin.clone()),
     )
     .await;
-    let cache = Cache::builder()
+    let cache = options
+        .configure(Cache::builder())
         .clock(origin.clock.clone())
-        .default_policy(options.cache_policy())
         .honour_request_directives(honour_request_directives)
         .build();
     let target = Upstream::parse(&format!("http://{}", upstream.addr)).unwrap();
@@ -366,4 +367,3 @@ impl Setup {
         assert_eq!(self.origin.calls(path), before + 2, "{url}");
     }
 }
-

@@ -20,7 +20,7 @@ const KEEP_FOR_REVALIDATION: Duration = Duration::from_secs(3600);
 
 pub(super) fn plan(input: &Input<'_>) -> Result<Plan, NotStored> {
     let headers = input.headers;
-    let directives = rfc9111::response_directives(headers, false);
+    let directives = rfc9111::response_directives(headers, input.targets);
     let request = RequestDirectives::from_headers(input.request_headers);
     rfc9111::storable(
         &Method::GET,

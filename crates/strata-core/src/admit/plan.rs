@@ -101,6 +101,8 @@ pub(crate) struct Input<'a> {
     /// When the request went to the service, and now (RFC 9111 §4.2.3).
     pub(crate) sent_at: SystemTime,
     pub(crate) now: SystemTime,
+    /// The targeted fields the cache obeys (RFC 9213), under `origin`.
+    pub(crate) targets: crate::rfc9111::Targets,
 }
 
 /// How to store a response.

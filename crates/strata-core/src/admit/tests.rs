@@ -81,6 +81,7 @@ impl Case {
             request_headers: &request,
             sent_at: NOW,
             now: NOW,
+            targets: crate::rfc9111::Targets::APP,
         })
     }
 }

@@ -164,12 +164,12 @@ fn targeted_example_1() {
     let mut headers = HeaderMap::new();
     headers.insert("cache-control", HeaderValue::from_static("no-store"));
     headers.insert(CDN_CACHE_CONTROL, HeaderValue::from_static("max-age=600"));
-    let cdn = response_directives(&headers, true);
+    let cdn = response_directives(&headers, crate::rfc9111::Targets::STRATA_THEN_CDN);
     assert_eq!(
         (cdn.source, cdn.max_age, cdn.no_store),
         (DirectiveSource::Cdn, Some(600), false)
     );
-    let plain = response_directives(&headers, false);
+    let plain = response_directives(&headers, crate::rfc9111::Targets::APP);
     assert!(plain.no_store);
 }
 

@@ -156,7 +156,7 @@ mod tests {
         for (name, value) in fields {
             headers.append(*name, value.clone());
         }
-        let directives = response_directives(&headers, true);
+        let directives = response_directives(&headers, crate::rfc9111::Targets::STRATA_THEN_CDN);
         freshness_lifetime(
             StatusCode::from_u16(status).unwrap(),
             &headers,

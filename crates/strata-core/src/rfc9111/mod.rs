@@ -84,7 +84,8 @@ pub(crate) use storable::{
     HEURISTICALLY_CACHEABLE, NotStorable, storable, strip_unstorable_fields,
 };
 pub(crate) use tags::{SURROGATE_KEY, surrogate_keys};
-pub(crate) use targeted::response_directives;
+pub use targeted::TargetedField;
+pub(crate) use targeted::{Targets, response_directives};
 pub(crate) use vary::{Vary, write_secondary_key};
 
 // What only the rules' own tests and fuzzing call.
@@ -184,7 +185,8 @@ mod fuzz {
             let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
             let status = StatusCode::from_u16(status).unwrap();
             let req = RequestDirectives::from_headers(&request);
-            let resp = response_directives(&response, honour_cdn);
+            let targets = if honour_cdn { Targets::STRATA_THEN_CDN } else { Targets::APP };
+            let resp = response_directives(&response, targets);
             prop_assert!(resp.max_age.is_none_or(|v| v <= DELTA_SECONDS_MAX));
             prop_assert!(req.max_age.is_none_or(|v| v <= DELTA_SECONDS_MAX));
             let verdict = storable(&Method::GET, &request, &req, status, &response, &resp);
@@ -272,7 +274,7 @@ mod fuzz {
             ] {
                 map.insert(name, value.clone());
             }
-            let _ = response_directives(&map, true);
+            let _ = response_directives(&map, Targets::STRATA_THEN_CDN);
             let _ = RequestDirectives::from_headers(&map);
             let _ = parse_age(&map);
             let _ = secondary_key(&Vary::from_headers(&map), &map);

@@ -1,8 +1,9 @@
 //! Targeted cache-control fields (RFC 9213): which field's directives this
 //! cache obeys.
 //!
-//! strata's target list is `[Strata-Cache-Control, CDN-Cache-Control]`, the
-//! second only when the layer is configured to act as a CDN. The first
+//! A cache's target list is configured ([`TargetedField`]): by default
+//! `[Strata-Cache-Control]`, and `[Strata-Cache-Control, CDN-Cache-Control]`
+//! for a CDN-class cache such as the gateway. The first
 //! field on the list that is present, valid and non-empty replaces
 //! `Cache-Control` *and* `Expires` entirely (RFC 9213 §2.1); otherwise
 //! `Cache-Control` applies as usual. Targeted fields are Structured Field
@@ -17,17 +18,84 @@ use super::directives::{
     DELTA_SECONDS_MAX, DirectiveSource, FieldScope, ResponseDirectives, field_list,
 };
 
-/// The directives this cache obeys for a response (RFC 9213 §2.1): those of
-/// `Strata-Cache-Control`, else of `CDN-Cache-Control` when `honour_cdn`,
-/// else of `Cache-Control`. A targeted field counts only when it is a
-/// valid, non-empty Structured Field Dictionary; [`ResponseDirectives::source`]
-/// says which field was used.
-pub(crate) fn response_directives(headers: &HeaderMap, honour_cdn: bool) -> ResponseDirectives {
-    if let Some(directives) = targeted_directives(headers, DirectiveSource::Strata) {
-        return directives;
+/// A targeted cache-control field (RFC 9213) that a cache can be told to
+/// obey ([`CacheBuilder::targeted_fields`](crate::CacheBuilder::targeted_fields)).
+/// When the first field of a cache's list that a response carries is
+/// valid, its directives replace `Cache-Control` and `Expires` for that
+/// cache's storage and freshness decisions (under
+/// [`CachePolicy::origin`](crate::CachePolicy::origin)); an invalid one is
+/// ignored and the next, or `Cache-Control`, applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TargetedField {
+    /// `Strata-Cache-Control`: strata's own field, for strata caches only.
+    /// Kept in the stored copy and removed from every response sent.
+    Strata,
+    /// `CDN-Cache-Control` (RFC 9213 §3): for CDN-class caches, such as a
+    /// gateway in front of an origin. Passed on untouched.
+    Cdn,
+}
+
+impl TargetedField {
+    fn source(self) -> DirectiveSource {
+        match self {
+            Self::Strata => DirectiveSource::Strata,
+            Self::Cdn => DirectiveSource::Cdn,
+        }
     }
-    if honour_cdn && let Some(directives) = targeted_directives(headers, DirectiveSource::Cdn) {
-        return directives;
+}
+
+/// The targeted fields a cache obeys, in its order (most specific first).
+/// The default, for a cache inside an application, is its own field only:
+/// the CDN in front of the application reads `CDN-Cache-Control`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Targets([Option<TargetedField>; 2]);
+
+impl Default for Targets {
+    fn default() -> Self {
+        Self::APP
+    }
+}
+
+impl Targets {
+    /// `Strata-Cache-Control` only.
+    pub(crate) const APP: Self = Self([Some(TargetedField::Strata), None]);
+    /// `Strata-Cache-Control`, then `CDN-Cache-Control`.
+    #[cfg(test)]
+    pub(crate) const STRATA_THEN_CDN: Self =
+        Self([Some(TargetedField::Strata), Some(TargetedField::Cdn)]);
+
+    /// These fields, in this order; a repeated field counts once, where it
+    /// first appears.
+    pub(crate) fn new(fields: impl IntoIterator<Item = TargetedField>) -> Self {
+        let mut targets = [None; 2];
+        let mut len = 0;
+        for field in fields {
+            if targets[..len].contains(&Some(field)) {
+                continue;
+            }
+            if let Some(slot) = targets.get_mut(len) {
+                *slot = Some(field);
+                len += 1;
+            }
+        }
+        Self(targets)
+    }
+
+    fn iter(self) -> impl Iterator<Item = TargetedField> {
+        self.0.into_iter().flatten()
+    }
+}
+
+/// The directives this cache obeys for a response (RFC 9213 §2.1): those of
+/// the first field of `targets` that the response carries valid and
+/// non-empty, else of `Cache-Control`. [`ResponseDirectives::source`] says
+/// which field was used.
+pub(crate) fn response_directives(headers: &HeaderMap, targets: Targets) -> ResponseDirectives {
+    for field in targets.iter() {
+        if let Some(directives) = targeted_directives(headers, field.source()) {
+            return directives;
+        }
     }
     ResponseDirectives::from_cache_control(headers)
 }

@@ -49,6 +49,7 @@ pub(crate) fn fast_path<B>(shared: &Shared, parts: &Parts, primary: &str) -> Fas
         user: &mut user,
         resolve: || shared.user_of(parts),
         now: shared.clock.now(),
+        targets: shared.targets,
     };
     let (entry, age) = match asking.at_primary(primary, Some(found)) {
         Step::Hit(entry, age) => (entry, age),

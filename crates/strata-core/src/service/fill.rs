@@ -49,6 +49,7 @@ where
         request_headers: &ctx.request_headers,
         sent_at: ctx.sent_at,
         now: shared.clock.now(),
+        targets: shared.targets,
     })
     .and_then(|plan| match ctx.mode {
         Mode::Bypass => Err(NotStored::Bypass),

@@ -77,6 +77,9 @@ pub(crate) struct Asking<'a, R> {
     pub(crate) user: &'a mut LazyUser,
     pub(crate) resolve: R,
     pub(crate) now: SystemTime,
+    /// The targeted fields this cache obeys (RFC 9213), for stored
+    /// responses' directives.
+    pub(crate) targets: rfc9111::Targets,
 }
 
 impl<R: Fn() -> Option<String>> Asking<'_, R> {
@@ -169,7 +172,7 @@ impl<R: Fn() -> Option<String>> Asking<'_, R> {
         }
         let default = RequestDirectives::default();
         let request = self.directives.unwrap_or(&default);
-        let serve = judgement(request, &entry, age, self.now);
+        let serve = judgement(request, &entry, age, self.now, self.targets);
         match serve {
             Serve::Fresh => Step::Hit(entry, age),
             Serve::Stale => Step::Accepted(entry, age),
@@ -190,7 +193,13 @@ impl<R: Fn() -> Option<String>> Asking<'_, R> {
                 // client's directives, is `fwd=request` (RFC 9211 §2.2).
                 let would_serve = self.directives.is_some()
                     && matches!(
-                        judgement(&RequestDirectives::default(), &entry, age, self.now),
+                        judgement(
+                            &RequestDirectives::default(),
+                            &entry,
+                            age,
+                            self.now,
+                            self.targets
+                        ),
                         Serve::Fresh | Serve::StaleWhileRevalidate
                     );
                 Step::Miss {
@@ -210,11 +219,17 @@ impl<R: Fn() -> Option<String>> Asking<'_, R> {
 
 /// [`rfc9111::serve`] for a stored entry: its stored directives, its
 /// lifetime, its age; stale windows no longer than the store keeps it.
-fn judgement(request: &RequestDirectives, entry: &Entry, age: Duration, now: SystemTime) -> Serve {
+fn judgement(
+    request: &RequestDirectives,
+    entry: &Entry,
+    age: Duration,
+    now: SystemTime,
+    targets: rfc9111::Targets,
+) -> Serve {
     let Some(stored) = entry.response() else {
         return rfc9111::serve(request, None, now);
     };
-    let mut directives = rfc9111::response_directives(stored.headers(), false);
+    let mut directives = rfc9111::response_directives(stored.headers(), targets);
     let kept = u32::try_from(entry.stale.as_secs()).unwrap_or(u32::MAX);
     for window in [
         &mut directives.stale_while_revalidate,

@@ -81,6 +81,7 @@ where
             user: &mut user,
             resolve: || shared.user_of(&parts),
             now: shared.clock.now(),
+            targets: shared.targets,
         };
         let mut step = asking.at_primary(&primary, found);
         if let Step::Variant(key) = step {

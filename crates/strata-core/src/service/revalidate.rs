@@ -80,6 +80,7 @@ pub(crate) async fn not_modified<B>(
             request_headers: &ctx.request_headers,
             sent_at: ctx.sent_at,
             now,
+            targets: shared.targets,
         })
         .ok()
     });

@@ -47,7 +47,10 @@ impl Case {
             &RequestDirectives::from_headers(&self.request),
             self.status,
             &self.response,
-            &super::super::response_directives(&self.response, true),
+            &super::super::response_directives(
+                &self.response,
+                crate::rfc9111::Targets::STRATA_THEN_CDN,
+            ),
         )
     }
 }

@@ -15,7 +15,7 @@ fn the_strata_field_wins_over_the_cdn_field_and_cache_control() {
         ("cdn-cache-control", "max-age=20"),
         ("strata-cache-control", "max-age=30"),
     ]);
-    let cc = response_directives(&map, true);
+    let cc = response_directives(&map, crate::rfc9111::Targets::STRATA_THEN_CDN);
     assert_eq!((cc.source, cc.max_age), (DirectiveSource::Strata, Some(30)));
     assert_eq!(cc.source.header_name(), STRATA_CACHE_CONTROL);
 }
@@ -26,8 +26,11 @@ fn the_cdn_field_counts_only_when_configured() {
         ("cache-control", "max-age=10"),
         ("cdn-cache-control", "max-age=20"),
     ]);
-    assert_eq!(response_directives(&map, true).max_age, Some(20));
-    let plain = response_directives(&map, false);
+    assert_eq!(
+        response_directives(&map, crate::rfc9111::Targets::STRATA_THEN_CDN).max_age,
+        Some(20)
+    );
+    let plain = response_directives(&map, crate::rfc9111::Targets::APP);
     assert_eq!(
         (plain.source, plain.max_age),
         (DirectiveSource::CacheControl, Some(10))
@@ -40,7 +43,7 @@ fn a_targeted_field_replaces_cache_control_entirely() {
         ("cache-control", "private, no-store, must-revalidate"),
         ("strata-cache-control", "max-age=60"),
     ]);
-    let cc = response_directives(&map, false);
+    let cc = response_directives(&map, crate::rfc9111::Targets::APP);
     assert_eq!(cc.max_age, Some(60));
     assert!(cc.private.is_none() && !cc.no_store && !cc.must_revalidate);
     assert!(cc.source.is_targeted());
@@ -63,7 +66,7 @@ fn an_invalid_or_empty_targeted_field_falls_back() {
             STRATA_CACHE_CONTROL,
             HeaderValue::from_bytes(bad.as_bytes()).unwrap(),
         );
-        let cc = response_directives(&map, false);
+        let cc = response_directives(&map, crate::rfc9111::Targets::APP);
         assert_eq!(cc.source, DirectiveSource::CacheControl, "{bad:?}");
         assert_eq!(cc.max_age, Some(10));
     }
@@ -72,7 +75,10 @@ fn an_invalid_or_empty_targeted_field_falls_back() {
         ("strata-cache-control", "MAX-AGE"),
         ("cdn-cache-control", "max-age=20"),
     ]);
-    assert_eq!(response_directives(&map, true).source, DirectiveSource::Cdn);
+    assert_eq!(
+        response_directives(&map, crate::rfc9111::Targets::STRATA_THEN_CDN).source,
+        DirectiveSource::Cdn
+    );
 }
 
 #[test]

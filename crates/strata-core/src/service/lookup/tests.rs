@@ -92,6 +92,7 @@ fn look(found: Option<Arc<Entry>>, request: &[&'static str], user: Option<&str>)
         user: &mut lazy,
         resolve: || user.map(str::to_owned),
         now: NOW + Duration::from_secs(1_000_000),
+        targets: crate::rfc9111::Targets::APP,
     };
     name(&asking.at_primary(PRIMARY, found))
 }
@@ -298,6 +299,7 @@ fn first_misses_of_different_users_never_share_a_flight() {
             user: &mut lazy,
             resolve: || user.map(str::to_owned),
             now: NOW,
+            targets: crate::rfc9111::Targets::APP,
         };
         match asking.at_primary(PRIMARY, None) {
             Step::Miss { flight_key, .. } => flight_key,

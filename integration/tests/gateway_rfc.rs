@@ -1,0 +1,136 @@
+//! The gateway against RFC 9111, 9110 and 9213, rule by rule, through real
+//! sockets and a real upstream on 127.0.0.1, on the mock clock the cache
+//! and the upstream share (see `gateway_support`).
+
+mod gateway_support;
+
+use gateway_support::*;
+use strata::TargetedField;
+
+/// RFC 9213: the gateway, a CDN-class cache, obeys `CDN-Cache-Control`
+/// (after its own `Strata-Cache-Control`): when present and valid it
+/// replaces `Cache-Control` for storage and freshness.
+#[tokio::test]
+async fn cdn_cache_control_replaces_cache_control_at_the_gateway() {
+    let t = setup().await;
+    // What CDN-Cache-Control forbids is not stored, whatever Cache-Control says.
+    t.not_stored(
+        "/r/cdn-nostore?cc=public,max-age=60&cdn=no-store",
+        "no-store",
+    )
+    .await;
+    t.not_stored("/r/cdn-private?cc=public,max-age=60&cdn=private", "private")
+        .await;
+    t.not_stored(
+        "/r/cdn-nocache?cc=public,max-age=60&cdn=no-cache",
+        "no-cache",
+    )
+    .await;
+    t.not_stored(
+        "/r/cdn-zero?cc=public,max-age=60&cdn=max-age=0",
+        "no-freshness",
+    )
+    .await;
+    // And what it allows is stored, whatever Cache-Control says.
+    t.stored("/r/cdn-allows?cc=no-store&cdn=max-age=60").await;
+    // `no-cache` with a validator: stored, revalidated before every use.
+    let url = "/r/cdn-nocache-etag?cc=public,max-age=60&cdn=no-cache&etag=v1";
+    assert!(t.get(url).await.cache_status.ends_with("stored"));
+    let again = t.get(url).await;
+    assert!(
+        again.cache_status.contains("fwd=stale") && again.cache_status.contains("fwd-status=304"),
+        "{}",
+        again.cache_status
+    );
+
+    // Its lifetime wins, longer or shorter than Cache-Control's.
+    let longer = "/r/cdn-longer?cc=max-age=10&cdn=max-age=100";
+    let shorter = "/r/cdn-shorter?cc=max-age=100&cdn=max-age=10";
+    t.stored(longer).await;
+    t.stored(shorter).await;
+    t.advance(50);
+    assert_eq!(t.get(longer).await.cache_status, "strata; hit");
+    assert!(
+        t.get(shorter)
+            .await
+            .cache_status
+            .starts_with("strata; fwd=stale")
+    );
+}
+
+/// An invalid `CDN-Cache-Control` (not a Structured Fields Dictionary, or
+/// empty) is ignored: `Cache-Control` applies.
+#[tokio::test]
+async fn an_invalid_cdn_cache_control_is_ignored() {
+    let t = setup().await;
+    for url in [
+        "/r/cdn-bad-key?cc=max-age=10&cdn=@bad",
+        "/r/cdn-trailing?cc=max-age=10&cdn=no-store,",
+        "/r/cdn-empty?cc=max-age=10&cdn=",
+    ] {
+        t.stored(url).await;
+    }
+    t.advance(20);
+    for url in [
+        "/r/cdn-bad-key?cc=max-age=10&cdn=@bad",
+        "/r/cdn-trailing?cc=max-age=10&cdn=no-store,",
+        "/r/cdn-empty?cc=max-age=10&cdn=",
+    ] {
+        let seen = t.get(url).await;
+        assert!(
+            seen.cache_status.starts_with("strata; fwd=stale"),
+            "{url}: {}",
+            seen.cache_status
+        );
+    }
+}
+
+/// Strata's own field is more specific than `CDN-Cache-Control`; the order
+/// is the cache's to choose; and a cache told to obey only its own field
+/// (an in-app layer's default) ignores `CDN-Cache-Control`.
+#[tokio::test]
+async fn the_target_list_decides_which_field_counts() {
+    let url = "/r/both?cc=max-age=1&scc=max-age=100&cdn=max-age=10";
+    let cdn_only = "/r/cdn?cc=max-age=10&cdn=max-age=100";
+
+    let t = setup().await;
+    t.stored(url).await;
+    t.stored(cdn_only).await;
+    t.advance(50);
+    assert_eq!(
+        t.get(url).await.cache_status,
+        "strata; hit",
+        "Strata-Cache-Control first"
+    );
+    assert_eq!(t.get(cdn_only).await.cache_status, "strata; hit");
+
+    let cdn_first = ProxyOptions {
+        targeted_fields: vec![TargetedField::Cdn, TargetedField::Strata],
+        ..ProxyOptions::default()
+    };
+    let t = setup_full(true, cdn_first).await;
+    t.stored(url).await;
+    t.advance(50);
+    assert!(
+        t.get(url)
+            .await
+            .cache_status
+            .starts_with("strata; fwd=stale"),
+        "CDN-Cache-Control first: 10 s"
+    );
+
+    let own_only = ProxyOptions {
+        targeted_fields: vec![TargetedField::Strata],
+        ..ProxyOptions::default()
+    };
+    let t = setup_full(true, own_only).await;
+    t.stored(cdn_only).await;
+    t.advance(50);
+    assert!(
+        t.get(cdn_only)
+            .await
+            .cache_status
+            .starts_with("strata; fwd=stale"),
+        "CDN-Cache-Control ignored: Cache-Control's 10 s"
+    );
+}
