@@ -134,3 +134,40 @@ async fn the_target_list_decides_which_field_counts() {
         "CDN-Cache-Control ignored: Cache-Control's 10 s"
     );
 }
+
+/// RFC 9111 §3: a final status the cache does not specially understand is
+/// stored when its freshness is explicit and nothing forbids it; without
+/// explicit freshness, or under `must-understand`, it is not.
+#[tokio::test]
+async fn unknown_statuses_are_stored_with_explicit_freshness_only() {
+    let t = setup().await;
+    for status in [299, 499, 599] {
+        for freshness in ["cc=max-age=60", "cc=s-maxage=60", "expires=60"] {
+            let url = format!(
+                "/r/s{status}-{}?status={status}&{freshness}",
+                &freshness[..3]
+            );
+            let hit = t.stored(&url).await;
+            assert_eq!(hit.status.as_u16(), status, "{url}");
+        }
+        t.not_stored(
+            &format!("/r/s{status}-none?status={status}"),
+            "no-freshness",
+        )
+        .await;
+        t.not_stored(
+            &format!("/r/s{status}-public?status={status}&cc=public"),
+            "no-freshness",
+        )
+        .await;
+        t.not_stored(
+            &format!("/r/s{status}-mu?status={status}&cc=max-age=60,must-understand"),
+            "must-understand",
+        )
+        .await;
+    }
+    // An understood status under must-understand is stored, its no-store
+    // lifted (§5.2.2.3).
+    t.stored("/r/mu-ok?cc=max-age=60,must-understand,no-store")
+        .await;
+}

@@ -36,10 +36,10 @@ pub(crate) fn is_heuristically_cacheable(status: StatusCode) -> bool {
 
 /// Whether strata understands the caching requirements of `status` (RFC
 /// 9111 §3, §5.2.2.3): the final status codes RFC 9110 §15 defines, less
-/// 206 (ranges are not implemented) and 304 (which freshens a stored
-/// response, §4.3.4, and is never stored itself). A recipient must not
-/// cache a response with a status code it does not recognise (RFC 9110
-/// §15), with or without `must-understand`.
+/// 206 (ranges are not stored) and 304 (which freshens a stored response,
+/// §4.3.4, and is never stored itself). Under `must-understand` only these
+/// are stored; without it, any other final status may be, with explicit
+/// freshness (RFC 9111 §3).
 pub(crate) fn is_understood_status(status: StatusCode) -> bool {
     matches!(
         status.as_u16(),
@@ -56,8 +56,8 @@ pub(crate) enum NotStorable {
     /// strata stores (RFC 9111 §3: "the request method is understood by the
     /// cache").
     Method,
-    /// The status is not final, is 304, or is not one strata understands
-    /// (RFC 9111 §3, RFC 9110 §15).
+    /// The status is not final (1xx), or is 304, which freshens a stored
+    /// response and is never stored itself (RFC 9111 §3, §4.3.4).
     Status,
     /// 206 Partial Content: storing it needs range bookkeeping (RFC 9111
     /// §3.3, §3.4) that strata does not have, and serving a stored part as
@@ -75,7 +75,10 @@ pub(crate) enum NotStorable {
     /// `must-revalidate`, `public` nor `s-maxage` (§3.5).
     Authorization,
     /// No `public`, `Expires`, `max-age` or `s-maxage`, and a status that is
-    /// not heuristically cacheable (§3).
+    /// not heuristically cacheable (§3); or a status strata does not
+    /// understand without `Expires`, `max-age` or `s-maxage` (`public`
+    /// alone would leave it a heuristic lifetime, which only the
+    /// heuristically cacheable statuses may have).
     NoFreshness,
     /// `Vary: *`: such a response never matches a later request (§4.1), so
     /// storing it would only take room. A choice of strata's; the RFC lets
@@ -127,15 +130,19 @@ pub(crate) fn storable(
     if method != Method::GET && method != Method::HEAD {
         return Err(NotStorable::Method);
     }
+    // §3: only final responses, and a 304 only freshens (§4.3.4).
+    if status.is_informational() || status == StatusCode::NOT_MODIFIED {
+        return Err(NotStorable::Status);
+    }
     if status == StatusCode::PARTIAL_CONTENT {
         return Err(NotStorable::PartialContent);
     }
+    // §3: the cache must understand the status only for 206, 304 and
+    // under `must-understand`; any other final status may be stored when
+    // its freshness is explicit (below) and nothing forbids it.
     let understood = is_understood_status(status);
     if response.must_understand && !understood {
         return Err(NotStorable::MustUnderstand);
-    }
-    if !understood {
-        return Err(NotStorable::Status);
     }
     if request.no_store {
         return Err(NotStorable::RequestNoStore);
@@ -157,9 +164,9 @@ pub(crate) fn storable(
         return Err(NotStorable::VaryAny);
     }
     let has_expires = !response.source.is_targeted() && response_headers.contains_key(EXPIRES);
-    let explicit =
-        response.public || has_expires || response.max_age.is_some() || response.s_maxage.is_some();
-    if !explicit && !is_heuristically_cacheable(status) {
+    let lifetime = has_expires || response.max_age.is_some() || response.s_maxage.is_some();
+    let explicit = response.public || lifetime;
+    if !explicit && !is_heuristically_cacheable(status) || !understood && !lifetime {
         return Err(NotStorable::NoFreshness);
     }
     Ok(())

@@ -101,10 +101,48 @@ fn other_statuses_need_explicit_freshness() {
 fn partial_content_interim_and_unknown_statuses_are_not_stored() {
     let partial = Case::new("max-age=60").status(206);
     assert_eq!(partial.verdict(), Err(NotStorable::PartialContent));
-    for status in [100, 103, 304, 299, 599, 209] {
+    for status in [100, 103, 304] {
         assert_eq!(
             Case::new("max-age=60").status(status).verdict(),
             Err(NotStorable::Status)
+        );
+    }
+}
+
+/// RFC 9111 §3: a final status the cache does not understand is stored
+/// with explicit freshness (and without `must-understand`); without it,
+/// or with `public` alone, it is not (heuristics are for the heuristically
+/// cacheable statuses).
+#[test]
+fn unknown_final_statuses_are_stored_only_with_explicit_freshness() {
+    for status in [299, 499, 599, 209] {
+        for explicit in ["max-age=60", "s-maxage=60", "public, max-age=60"] {
+            assert_eq!(
+                Case::new(explicit).status(status).verdict(),
+                Ok(()),
+                "{status} {explicit}"
+            );
+        }
+        assert_eq!(
+            Case::new("")
+                .response("expires", "Thu, 01 Jan 2099 00:00:00 GMT")
+                .status(status)
+                .verdict(),
+            Ok(()),
+            "{status} with Expires"
+        );
+        for without in ["", "public", "no-cache"] {
+            assert_eq!(
+                Case::new(without).status(status).verdict(),
+                Err(NotStorable::NoFreshness),
+                "{status} {without:?}"
+            );
+        }
+        assert_eq!(
+            Case::new("max-age=60, must-understand")
+                .status(status)
+                .verdict(),
+            Err(NotStorable::MustUnderstand)
         );
     }
 }
