@@ -171,3 +171,36 @@ async fn unknown_statuses_are_stored_with_explicit_freshness_only() {
     t.stored("/r/mu-ok?cc=max-age=60,must-understand,no-store")
         .await;
 }
+
+/// RFC 9111 §5.1: a list-based `Age` uses its first member, several field
+/// lines the first line, and an invalid value is ignored: not fresh for
+/// ever, not infinitely old.
+#[tokio::test]
+async fn age_uses_the_first_member_and_ignores_an_invalid_value() {
+    let t = setup().await;
+    // `7200, 0`: 7200 s old, past its hour of freshness on arrival.
+    t.not_stored("/r/age-list?cc=max-age=3600&age=7200,%200", "already-stale")
+        .await;
+    // Lines `0` then `7200`: the first, so fresh.
+    let hit = t
+        .stored("/r/age-lines?cc=max-age=3600&age=0&age2=7200")
+        .await;
+    assert_eq!(hit.age, "0");
+    // `abc`: ignored, so the age is the cache's own count from receipt.
+    let hit = t.stored("/r/age-abc?cc=max-age=3600&age=abc").await;
+    assert_eq!(hit.age, "0");
+    t.advance(3599);
+    assert_eq!(
+        t.get("/r/age-abc?cc=max-age=3600&age=abc")
+            .await
+            .cache_status,
+        "strata; hit"
+    );
+    t.advance(2);
+    assert!(
+        t.get("/r/age-abc?cc=max-age=3600&age=abc")
+            .await
+            .cache_status
+            .starts_with("strata; fwd=stale")
+    );
+}

@@ -173,6 +173,10 @@ pub async fn upstream_handler(State(origin): State<Origin>, request: Request) ->
     if let Some(raw) = ask.get("rawexpires") {
         set("expires", raw);
     }
+    // `age2=N`: a second `Age` field line after the one `age` sets.
+    if let Some(second) = ask.get("age2") {
+        headers.append("age", HeaderValue::from_str(second).unwrap());
+    }
     if let Some(seconds) = ask.get("expires") {
         headers.insert("expires", http_date(offset(now, seconds)));
     }

@@ -14,16 +14,20 @@ use super::freshness::date_or;
 
 const MAX_AGE: Duration = Duration::from_secs(DELTA_SECONDS_MAX as u64);
 
-/// The `Age` a response arrived with (RFC 9111 §5.1), if any field line is
-/// a valid delta-seconds; invalid lines are ignored. Of several valid
-/// lines the largest counts, the conservative reading.
+/// The `Age` a response arrived with (RFC 9111 §5.1), if any. `Age` is a
+/// singleton, but a list-based value (`7200, 0`, or several field lines,
+/// which combine into one list) uses its first member and discards the
+/// rest; when that member is not a non-negative integer the field is
+/// ignored: the response is neither taken as fresh nor as infinitely old.
 pub(crate) fn parse_age(headers: &HeaderMap) -> Option<Duration> {
-    headers
+    let first = headers
         .get_all(AGE)
         .iter()
-        .filter_map(|line| parse_delta_seconds(line.as_bytes().trim_ascii()))
-        .max()
-        .map(|seconds| Duration::from_secs(seconds.into()))
+        .flat_map(|line| line.as_bytes().split(|&byte| byte == b','))
+        .map(<[u8]>::trim_ascii)
+        // Empty list members are no members (RFC 9110 §5.6.1).
+        .find(|member| !member.is_empty())?;
+    parse_delta_seconds(first).map(|seconds| Duration::from_secs(seconds.into()))
 }
 
 /// `apparent_age = max(0, response_time - date_value)` (§4.2.3).
@@ -141,18 +145,30 @@ mod tests {
         Duration::from_secs(n)
     }
 
-    #[test]
-    fn age_lines_are_parsed_and_invalid_ones_ignored() {
+    fn age_of(lines: &[&'static str]) -> Option<Duration> {
         let mut headers = HeaderMap::new();
-        assert_eq!(parse_age(&headers), None);
-        headers.append(AGE, HeaderValue::from_static("x"));
-        assert_eq!(parse_age(&headers), None);
-        headers.append(AGE, HeaderValue::from_static(" 30 "));
-        headers.append(AGE, HeaderValue::from_static("-5"));
-        headers.append(AGE, HeaderValue::from_static("12"));
-        assert_eq!(parse_age(&headers), Some(secs(30)));
-        headers.insert(AGE, HeaderValue::from_static("99999999999"));
-        assert_eq!(parse_age(&headers), Some(MAX_AGE));
+        for line in lines {
+            headers.append(AGE, HeaderValue::from_static(line));
+        }
+        parse_age(&headers)
+    }
+
+    #[test]
+    fn the_first_member_of_the_first_line_counts_and_an_invalid_one_is_ignored() {
+        assert_eq!(age_of(&[]), None);
+        assert_eq!(age_of(&[" 30 "]), Some(secs(30)));
+        // A list value: its first member.
+        assert_eq!(age_of(&["7200, 0"]), Some(secs(7200)));
+        assert_eq!(age_of(&[", 12, 0"]), Some(secs(12)));
+        // Several lines: the first.
+        assert_eq!(age_of(&["0", "7200"]), Some(secs(0)));
+        assert_eq!(age_of(&["7200", "0"]), Some(secs(7200)));
+        // An invalid first member: the whole field is ignored, even when a
+        // later one would be valid.
+        for invalid in [&["abc"][..], &["-5"], &["x", "30"], &["1.5, 2"], &[""]] {
+            assert_eq!(age_of(invalid), None, "{invalid:?}");
+        }
+        assert_eq!(age_of(&["99999999999"]), Some(MAX_AGE));
     }
 
     #[test]
