@@ -50,7 +50,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use strata::fields::remove_hop_by_hop;
-use strata::{Cache, CacheBuilder, CachePolicy, TargetedField};
+use strata::{Cache, CacheBuilder, CachePolicy, Disconnected, TargetedField};
 use tower::Service;
 
 /// How long the upstream may take to send its response headers when
@@ -113,7 +113,16 @@ pub struct ProxyOptions {
     /// first (RFC 9213). Default: `Strata-Cache-Control`, then
     /// `CDN-Cache-Control`, as a CDN-class cache.
     pub targeted_fields: Vec<TargetedField>,
+    /// How stale a stored response may answer while the upstream cannot
+    /// be reached (refused, failed or timed-out connections, a body cut
+    /// short), unless it forbids that: then the client gets a 504 from the
+    /// cache. Default [`DEFAULT_STALE_IF_DISCONNECTED`] (an hour), as
+    /// Varnish's grace or nginx's `proxy_cache_use_stale error timeout`.
+    pub stale_if_disconnected: Duration,
 }
+
+/// The default [`ProxyOptions::stale_if_disconnected`]: an hour.
+pub const DEFAULT_STALE_IF_DISCONNECTED: Duration = Duration::from_secs(3600);
 
 impl ProxyOptions {
     /// The gateway's default cache policy: [`CachePolicy::origin`], so
@@ -131,12 +140,14 @@ impl ProxyOptions {
     }
 
     /// `builder` set up as the gateway's cache: [`cache_policy`](Self::cache_policy)
-    /// for every response and the [targeted fields](Self::targeted_fields)
-    /// of a CDN-class cache.
+    /// for every response, the [targeted fields](Self::targeted_fields)
+    /// of a CDN-class cache, and stale answers while the upstream is out
+    /// of reach ([`stale_if_disconnected`](Self::stale_if_disconnected)).
     pub fn configure(&self, builder: CacheBuilder) -> CacheBuilder {
         builder
             .default_policy(self.cache_policy())
             .targeted_fields(self.targeted_fields.iter().copied())
+            .stale_if_disconnected(self.stale_if_disconnected)
     }
 }
 
@@ -146,6 +157,7 @@ impl Default for ProxyOptions {
             timeout: DEFAULT_TIMEOUT,
             preserve_host: false,
             targeted_fields: vec![TargetedField::Strata, TargetedField::Cdn],
+            stale_if_disconnected: DEFAULT_STALE_IF_DISCONNECTED,
         }
     }
 }
@@ -310,14 +322,17 @@ impl Proxy {
                 } else {
                     "upstream failed before its response headers"
                 };
-                error_response(StatusCode::BAD_GATEWAY, message)
+                disconnected(error_response(StatusCode::BAD_GATEWAY, message))
             }
             Err(_elapsed) => {
                 let timeout_ms = shared.options.timeout.as_millis();
                 tracing::warn!(
                     target: "gateway", %method, %path, timeout_ms, "upstream timed out"
                 );
-                error_response(StatusCode::GATEWAY_TIMEOUT, "upstream timed out")
+                disconnected(error_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream timed out",
+                ))
             }
         }
     }
@@ -421,6 +436,13 @@ fn via_value(version: Version) -> HeaderValue {
         Version::HTTP_3 => "3 strata",
         _ => "1.1 strata",
     })
+}
+
+/// Marks a response that stands for an upstream out of reach, so the
+/// cache may answer with a stale copy instead, or with its own 504.
+fn disconnected(mut response: Response<Body>) -> Response<Body> {
+    response.extensions_mut().insert(Disconnected);
+    response
 }
 
 /// A short plain-text error response from the gateway itself.

@@ -204,3 +204,84 @@ async fn age_uses_the_first_member_and_ignores_an_invalid_value() {
             .starts_with("strata; fwd=stale")
     );
 }
+
+const STALE_DISCONNECTED: &str = "strata; fwd=stale; detail=stale-if-disconnected";
+const DISCONNECTED_504: &str = "strata; fwd=stale; detail=disconnected";
+
+/// RFC 9111 §4.2.4: when the upstream cannot be reached (its host went
+/// away: connections refused, pooled ones closed), a stale copy answers,
+/// unless it forbids that; then the cache answers 504 itself (§5.2.2.2).
+#[tokio::test]
+async fn stale_answers_when_the_upstream_is_unreachable_unless_forbidden() {
+    let t = setup().await;
+    let allowed = "/r/down-ok?cc=max-age=10";
+    let forbidding = [
+        "/r/down-mr?cc=max-age=10,must-revalidate&etag=v1",
+        "/r/down-pr?cc=max-age=10,proxy-revalidate&etag=v1",
+        "/r/down-sm?cc=s-maxage=10&etag=v1",
+        "/r/down-nc?cc=no-cache&etag=v1",
+    ];
+    let stored = t.stored(allowed).await;
+    for url in forbidding {
+        assert!(t.get(url).await.cache_status.ends_with("stored"), "{url}");
+    }
+    t.advance(20);
+    t.relay.cut();
+
+    let seen = t.get(allowed).await;
+    assert_eq!(seen.status, 200);
+    assert_eq!(seen.cache_status, STALE_DISCONNECTED);
+    assert_eq!(seen.body, stored.body);
+    for url in forbidding {
+        let seen = t.get(url).await;
+        assert_eq!(seen.status, 504, "{url}");
+        assert_eq!(seen.cache_status, DISCONNECTED_504, "{url}");
+    }
+    // A client that asks for a validated response gets the gateway's own
+    // error, and a URL with nothing stored too.
+    let validated = t.get_with(allowed, &[("cache-control", "no-cache")]).await;
+    assert_eq!(validated.status, 502);
+    assert_eq!(t.get("/r/never-stored?cc=max-age=10").await.status, 502);
+}
+
+/// The same when the upstream drops the connection before a complete
+/// response: the copy answers instead of the broken body.
+#[tokio::test]
+async fn stale_answers_when_the_upstream_drops_the_connection_midway() {
+    let t = setup().await;
+    let url = "/r/broken?cc=max-age=10";
+    let stored = t.stored(url).await;
+    let forbidden = "/r/broken-mr?cc=max-age=10,must-revalidate&etag=v1";
+    assert!(t.get(forbidden).await.cache_status.ends_with("stored"));
+    t.advance(20);
+    t.origin
+        .broken
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = t.get(url).await;
+    assert_eq!(seen.cache_status, STALE_DISCONNECTED);
+    assert_eq!(seen.body, stored.body);
+    let seen = t.get(forbidden).await;
+    assert_eq!(
+        (seen.status.as_u16(), seen.cache_status.as_str()),
+        (504, DISCONNECTED_504)
+    );
+}
+
+/// The maximum staleness is the gateway's to set; past it the upstream's
+/// failure goes to the client.
+#[tokio::test]
+async fn stale_when_disconnected_stops_at_its_maximum() {
+    let options = ProxyOptions {
+        stale_if_disconnected: Duration::from_secs(30),
+        ..ProxyOptions::default()
+    };
+    let t = setup_full(true, options).await;
+    let url = "/r/bounded?cc=max-age=10&etag=v1";
+    t.stored(url).await;
+    t.advance(40);
+    t.relay.cut();
+    assert_eq!(t.get(url).await.cache_status, STALE_DISCONNECTED);
+    t.advance(1);
+    let seen = t.get(url).await;
+    assert_eq!(seen.status, 502, "41 s past: {}", seen.cache_status);
+}

@@ -44,6 +44,7 @@ pub struct CacheBuilder {
     request_directives: bool,
     emit_surrogate_keys: bool,
     targets: Targets,
+    stale_if_disconnected: Duration,
     compression: Option<Compression>,
     on_invalidate: Option<InvalidationHook>,
     clock: Arc<dyn Clock>,
@@ -75,6 +76,7 @@ impl Default for CacheBuilder {
             request_directives: false,
             emit_surrogate_keys: false,
             targets: Targets::default(),
+            stale_if_disconnected: Duration::ZERO,
             compression: None,
             on_invalidate: None,
             clock: Arc::new(SystemClock),
@@ -173,6 +175,30 @@ impl CacheBuilder {
     /// field of their own). A response that already has one keeps it.
     pub fn emit_surrogate_keys(mut self, emit: bool) -> Self {
         self.emit_surrogate_keys = emit;
+        self
+    }
+
+    /// How stale a stored response may be (past its lifetime) and still
+    /// answer when the origin cannot be reached: the service's response
+    /// carries [`Disconnected`](crate::Disconnected) (a proxy's `502` or
+    /// `504` for a refused, failed or timed-out connection), the service
+    /// failed (`Err`), or the body broke off before its end (RFC 9111
+    /// §4.2.4; Varnish's grace, nginx's `proxy_cache_use_stale error
+    /// timeout`). Such an answer says `Cache-Status: strata; fwd=stale;
+    /// detail=stale-if-disconnected`.
+    ///
+    /// A stored response that forbids serving stale (`must-revalidate`,
+    /// `proxy-revalidate`, `s-maxage`, `no-cache`) is never served so: the
+    /// cache answers `504 Gateway Timeout` itself instead (§5.2.2.2,
+    /// `detail=disconnected`). A client that asked for a validated or
+    /// fresher response (`no-cache`, `max-age`, `min-fresh`) gets the
+    /// service's answer. Entries are kept this long past their lifetime
+    /// (bounded by memory, as ever) so that there is something to serve.
+    ///
+    /// Default: zero, never (an application's handlers do not lose their
+    /// origin). The gateway sets an hour.
+    pub fn stale_if_disconnected(mut self, max_staleness: Duration) -> Self {
+        self.stale_if_disconnected = max_staleness;
         self
     }
 
@@ -338,6 +364,7 @@ impl CacheBuilder {
             request_directives: self.request_directives,
             emit_surrogate_keys: self.emit_surrogate_keys,
             targets: self.targets,
+            stale_if_disconnected: self.stale_if_disconnected,
             compression: self.compression,
             on_invalidate: self.on_invalidate,
         });

@@ -98,6 +98,9 @@ pub(crate) struct Shared {
     pub(crate) request_directives: bool,
     /// The targeted cache-control fields this cache obeys (RFC 9213).
     pub(crate) targets: crate::rfc9111::Targets,
+    /// How stale a stored response may answer when the origin cannot be
+    /// reached (zero: never; RFC 9111 §4.2.4).
+    pub(crate) stale_if_disconnected: Duration,
     /// Whether stored responses list their tags in `Surrogate-Key`.
     pub(crate) emit_surrogate_keys: bool,
     /// Built-in compression for every storing policy, if set.

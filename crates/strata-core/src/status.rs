@@ -75,6 +75,12 @@ pub(crate) enum Served {
     /// Stale, instead of the error the service answered (its status, or
     /// none when the service failed).
     StaleIfError(Option<StatusCode>),
+    /// Stale, instead of what the service answered when the origin could
+    /// not be reached (RFC 9111 §4.2.4).
+    StaleIfDisconnected,
+    /// 504 from the cache: the stored response must be validated first
+    /// and the origin could not be reached (§5.2.2.2).
+    Disconnected,
     /// Forwarded; the answer is not stored, for this reason.
     NotStored(Fwd, NotStored),
     /// `only-if-cached`, and nothing stored fits: 504.
@@ -108,6 +114,8 @@ impl Served {
             // Forwarded, so not a `hit` (RFC 9211 §2.1), though the stored
             // response answers.
             Self::StaleIfError(None) => "strata; fwd=stale; detail=stale-if-error",
+            Self::StaleIfDisconnected => "strata; fwd=stale; detail=stale-if-disconnected",
+            Self::Disconnected => "strata; fwd=stale; detail=disconnected",
             Self::StaleIfError(Some(status)) => {
                 return text(format_args!(
                     "strata; fwd=stale; fwd-status={}; detail=stale-if-error",

@@ -32,6 +32,9 @@ pub struct Origin {
     pub failing: Arc<AtomicBool>,
     /// Answer GETs 200 ms late (real time), so a refresh stays in flight.
     pub slow: Arc<AtomicBool>,
+    /// Answer GETs with a 200 whose body breaks off after its first chunk
+    /// (the connection is dropped before a complete response).
+    pub broken: Arc<AtomicBool>,
 }
 
 impl Origin {
@@ -83,6 +86,14 @@ pub async fn upstream_handler(State(origin): State<Origin>, request: Request) ->
             headers.insert("content-location", HeaderValue::from_str(location).unwrap());
         }
         return (StatusCode::CREATED, headers, "created").into_response();
+    }
+    if origin.broken.load(Ordering::SeqCst) && request.method() == "GET" {
+        let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = vec![
+            Ok(bytes::Bytes::from_static(b"the first part, then ")),
+            Err(std::io::Error::other("the origin went away")),
+        ];
+        let body = axum::body::Body::from_stream(futures_util::stream::iter(chunks));
+        return (StatusCode::OK, [("cache-control", "max-age=60")], body).into_response();
     }
     if origin.slow.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -256,6 +267,7 @@ pub async fn serve(router: Router) -> Served {
 pub struct Setup {
     pub origin: Origin,
     pub upstream: Served,
+    pub relay: Relay,
     pub gateway: Served,
     pub cache: Cache,
     pub client: reqwest::Client,
@@ -276,6 +288,7 @@ pub async fn setup_full(honour_request_directives: bool, options: ProxyOptions) 
         calls: Arc::default(),
         failing: Arc::default(),
         slow: Arc::default(),
+        broken: Arc::default(),
     };
     let upstream = serve(
         Router::new()
@@ -288,14 +301,56 @@ pub async fn setup_full(honour_request_directives: bool, options: ProxyOptions) 
         .clock(origin.clock.clone())
         .honour_request_directives(honour_request_directives)
         .build();
-    let target = Upstream::parse(&format!("http://{}", upstream.addr)).unwrap();
+    // The gateway reaches the upstream through a relay that a test can cut.
+    let relay = Relay::start(upstream.addr).await;
+    let target = Upstream::parse(&format!("http://{}", relay.addr)).unwrap();
     let gateway = serve(proxy::gateway(target, &cache, options)).await;
     Setup {
         origin,
         upstream,
+        relay,
         gateway,
         cache,
         client: reqwest::Client::new(),
+    }
+}
+
+/// A TCP relay in front of the upstream: [`cut`](Self::cut) closes its
+/// listener and every connection through it, so the upstream becomes
+/// unreachable (connections refused, pooled ones closed) as when its host
+/// goes away.
+pub struct Relay {
+    pub addr: SocketAddr,
+    tasks: Arc<Mutex<tokio::task::JoinSet<()>>>,
+}
+
+impl Relay {
+    pub async fn start(to: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tasks: Arc<Mutex<tokio::task::JoinSet<()>>> = Arc::default();
+        let spawner = Arc::clone(&tasks);
+        tasks.lock().unwrap().spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                spawner.lock().unwrap().spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Self { addr, tasks }
+    }
+
+    /// Closes the listener and every relayed connection.
+    pub fn cut(&self) {
+        self.tasks.lock().unwrap().abort_all();
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
     }
 }
 

@@ -78,13 +78,24 @@ pub(super) fn plan(input: &Input<'_>) -> Result<Plan, NotStored> {
     } else {
         Duration::ZERO
     };
+    // Kept for serving while the origin is out of reach (RFC 9111 §4.2.4),
+    // where the response allows serving it stale at all.
+    let disconnected = if directives.forbids_stale() || directives.s_maxage.is_some() {
+        Duration::ZERO
+    } else {
+        input.stale_if_disconnected
+    };
     let mut all_tags = input.policy.tag_list().to_vec();
     all_tags.extend(tags);
     Ok(Plan {
         per_user: false,
         vary: vary_of(input.policy, headers),
         ttl: lifetime.duration.min(MAX_RETENTION),
-        stale: while_revalidate.max(if_error).max(keep).min(MAX_RETENTION),
+        stale: while_revalidate
+            .max(if_error)
+            .max(keep)
+            .max(disconnected)
+            .min(MAX_RETENTION),
         stored_at: timing.generated_at(),
         tags: all_tags,
         origin: Some(directives),

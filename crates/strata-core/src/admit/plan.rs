@@ -103,6 +103,9 @@ pub(crate) struct Input<'a> {
     pub(crate) now: SystemTime,
     /// The targeted fields the cache obeys (RFC 9213), under `origin`.
     pub(crate) targets: crate::rfc9111::Targets,
+    /// How long past its lifetime a response may answer while the origin
+    /// is out of reach, so how long it is kept (under `origin`).
+    pub(crate) stale_if_disconnected: Duration,
 }
 
 /// How to store a response.

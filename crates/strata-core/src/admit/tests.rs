@@ -82,6 +82,7 @@ impl Case {
             sent_at: NOW,
             now: NOW,
             targets: crate::rfc9111::Targets::APP,
+            stale_if_disconnected: Duration::ZERO,
         })
     }
 }

@@ -79,7 +79,7 @@ pub(crate) use directives::{
 pub(crate) use freshen::{freshen_headers, not_modified_selects};
 pub(crate) use freshness::{DEFAULT_HEURISTIC_CAP, freshness_lifetime};
 pub(crate) use invalidate::{Origin, invalidation_targets};
-pub(crate) use serve::{Serve, Stored, is_error_for_stale, serve};
+pub(crate) use serve::{IfDisconnected, Serve, Stored, if_disconnected, is_error_for_stale, serve};
 pub(crate) use storable::{
     HEURISTICALLY_CACHEABLE, NotStorable, storable, strip_unstorable_fields,
 };

@@ -162,6 +162,46 @@ fn stale_if_error_until(
     now.checked_add(left)
 }
 
+/// What a stored response that must go to the origin may do when the
+/// origin cannot be reached (RFC 9111 §4.2.4, §5.2.2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum IfDisconnected {
+    /// Answer with it, stale: nothing forbids it, the client did not ask
+    /// for a validated or fresher response, and it is no staler than the
+    /// cache's configured maximum.
+    Serve,
+    /// `must-revalidate`, `proxy-revalidate`, `s-maxage` (which implies
+    /// `proxy-revalidate` in a shared cache, §5.2.2.10) or `no-cache`: it
+    /// must not be served unvalidated, so the cache answers `504 Gateway
+    /// Timeout` itself (§5.2.2.2).
+    GatewayTimeout,
+    /// Neither: the service's own answer goes to the client.
+    PassOn,
+}
+
+/// [`IfDisconnected`] for `stored`, which must be validated or fetched
+/// anew for `request`, when the cache may serve stale responses up to
+/// `max_staleness` past their lifetime while disconnected (zero: never).
+pub(crate) fn if_disconnected(
+    request: &RequestDirectives,
+    stored: &Stored<'_>,
+    max_staleness: Duration,
+) -> IfDisconnected {
+    let response = stored.directives;
+    if response.forbids_stale() || response.s_maxage.is_some() {
+        return IfDisconnected::GatewayTimeout;
+    }
+    let age = stored.current_age;
+    let client_restricts = request.no_cache
+        || request.max_age.is_some_and(|max_age| age > secs(max_age))
+        || request.min_fresh.is_some();
+    let staleness = age.saturating_sub(stored.lifetime);
+    if client_restricts || max_staleness.is_zero() || staleness > max_staleness {
+        return IfDisconnected::PassOn;
+    }
+    IfDisconnected::Serve
+}
+
 /// Whether an origin's answer lets a stored response be served in its
 /// place under `stale-if-error`: 500, 502, 503 or 504 (RFC 5861 §4). An
 /// origin that cannot be reached at all counts too; that is the caller's
@@ -187,6 +227,50 @@ mod tests {
 
     fn request(cc: &'static str) -> RequestDirectives {
         RequestDirectives::parse(&[HeaderValue::from_static(cc)])
+    }
+
+    fn disconnected(
+        req: &'static str,
+        resp: &'static str,
+        lifetime: u64,
+        age: u64,
+        max: u64,
+    ) -> IfDisconnected {
+        let directives = response(resp);
+        let stored = Stored {
+            directives: &directives,
+            lifetime: Duration::from_secs(lifetime),
+            current_age: Duration::from_secs(age),
+        };
+        if_disconnected(&request(req), &stored, Duration::from_secs(max))
+    }
+
+    #[test]
+    fn disconnected_serves_stale_within_the_maximum_unless_forbidden() {
+        use IfDisconnected::{GatewayTimeout, PassOn, Serve};
+        assert_eq!(disconnected("", "max-age=60", 60, 100, 3600), Serve);
+        assert_eq!(disconnected("", "max-age=60", 60, 60 + 3600, 3600), Serve);
+        assert_eq!(disconnected("", "max-age=60", 60, 60 + 3601, 3600), PassOn);
+        assert_eq!(disconnected("", "max-age=60", 60, 100, 0), PassOn, "off");
+        for forbidding in [
+            "max-age=60, must-revalidate",
+            "max-age=60, proxy-revalidate",
+            "s-maxage=60",
+            "no-cache",
+        ] {
+            assert_eq!(
+                disconnected("", forbidding, 60, 100, 3600),
+                GatewayTimeout,
+                "{forbidding}"
+            );
+        }
+        for restricting in ["no-cache", "max-age=10", "min-fresh=5"] {
+            assert_eq!(
+                disconnected(restricting, "max-age=60", 60, 100, 3600),
+                PassOn,
+                "{restricting}"
+            );
+        }
     }
 
     /// The decision for a stored response with `lifetime` and `age` seconds.

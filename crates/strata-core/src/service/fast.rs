@@ -50,6 +50,7 @@ pub(crate) fn fast_path<B>(shared: &Shared, parts: &Parts, primary: &str) -> Fas
         resolve: || shared.user_of(parts),
         now: shared.clock.now(),
         targets: shared.targets,
+        stale_if_disconnected: shared.stale_if_disconnected,
     };
     let (entry, age) = match asking.at_primary(primary, Some(found)) {
         Step::Hit(entry, age) => (entry, age),

@@ -50,6 +50,7 @@ where
         sent_at: ctx.sent_at,
         now: shared.clock.now(),
         targets: shared.targets,
+        stale_if_disconnected: shared.stale_if_disconnected,
     })
     .and_then(|plan| match ctx.mode {
         Mode::Bypass => Err(NotStored::Bypass),
@@ -110,6 +111,11 @@ where
         }
         Buffered::Failed(error) => {
             // The client sees the inner body's failure; nothing is stored.
+            // The connection broke before a complete response: to the
+            // caller, the origin is out of reach (a stale copy may answer
+            // instead, RFC 9111 §4.2.4).
+            let mut head_parts = head_parts;
+            head_parts.extensions.insert(crate::Disconnected);
             return (
                 Response::from_parts(head_parts, CacheBody::failed(error)),
                 Outcome::Unshareable,

@@ -16,7 +16,7 @@ use http::HeaderMap;
 
 use crate::entry::{Entry, EntryKind};
 use crate::key::KeyBuilder;
-use crate::rfc9111::{self, RequestDirectives, Serve};
+use crate::rfc9111::{self, IfDisconnected, RequestDirectives, Serve};
 use crate::status::Fwd;
 
 /// What a lookup found out.
@@ -33,9 +33,8 @@ pub(crate) enum Step {
         /// The stored response that may not answer as it is, if any: its
         /// validators go along.
         stale: Option<Arc<Entry>>,
-        /// Whether `stale` may answer instead of a server error
-        /// (`stale-if-error`).
-        if_error: bool,
+        /// What `stale` may do if the service fails.
+        fallback: Fallback,
     },
     /// A stale response the client accepts as it is (`max-stale`), and
     /// its age.
@@ -80,6 +79,28 @@ pub(crate) struct Asking<'a, R> {
     /// The targeted fields this cache obeys (RFC 9213), for stored
     /// responses' directives.
     pub(crate) targets: rfc9111::Targets,
+    /// How stale a stored response may be served when the origin cannot
+    /// be reached (zero: never).
+    pub(crate) stale_if_disconnected: Duration,
+}
+
+/// What a stale stored response may do when the request it goes to the
+/// service for fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fallback {
+    /// Answer instead of a server error or a failed service
+    /// (`stale-if-error`).
+    pub(crate) if_error: bool,
+    /// What to do when the origin cannot be reached (RFC 9111 §4.2.4).
+    pub(crate) if_disconnected: IfDisconnected,
+}
+
+impl Fallback {
+    /// Nothing stored to fall back on.
+    pub(crate) const NONE: Self = Self {
+        if_error: false,
+        if_disconnected: IfDisconnected::PassOn,
+    };
 }
 
 impl<R: Fn() -> Option<String>> Asking<'_, R> {
@@ -143,7 +164,7 @@ impl<R: Fn() -> Option<String>> Asking<'_, R> {
             flight_key,
             fwd,
             stale: None,
-            if_error: false,
+            fallback: Fallback::NONE,
         }
     }
 
@@ -189,6 +210,11 @@ impl<R: Fn() -> Option<String>> Asking<'_, R> {
                     } => self.now <= until,
                     _ => false,
                 };
+                let if_disconnected = stored_view(&entry, age, self.targets, |stored| {
+                    stored.map_or(IfDisconnected::PassOn, |stored| {
+                        rfc9111::if_disconnected(request, stored, self.stale_if_disconnected)
+                    })
+                });
                 // A copy the cache would have served, sent on by the
                 // client's directives, is `fwd=request` (RFC 9211 §2.2).
                 let would_serve = self.directives.is_some()
@@ -210,15 +236,17 @@ impl<R: Fn() -> Option<String>> Asking<'_, R> {
                         Fwd::Stale
                     },
                     stale: Some(entry),
-                    if_error,
+                    fallback: Fallback {
+                        if_error,
+                        if_disconnected,
+                    },
                 }
             }
         }
     }
 }
 
-/// [`rfc9111::serve`] for a stored entry: its stored directives, its
-/// lifetime, its age; stale windows no longer than the store keeps it.
+/// [`rfc9111::serve`] for a stored entry (see [`stored_view`]).
 fn judgement(
     request: &RequestDirectives,
     entry: &Entry,
@@ -226,8 +254,22 @@ fn judgement(
     now: SystemTime,
     targets: rfc9111::Targets,
 ) -> Serve {
+    stored_view(entry, age, targets, |stored| {
+        rfc9111::serve(request, stored, now)
+    })
+}
+
+/// A stored entry as the RFC rules see it: its stored directives (from
+/// the targeted field this cache obeys), its lifetime, its age; stale
+/// windows no longer than the store keeps it. `None` for a rule entry.
+fn stored_view<T>(
+    entry: &Entry,
+    age: Duration,
+    targets: rfc9111::Targets,
+    decide: impl FnOnce(Option<&rfc9111::Stored<'_>>) -> T,
+) -> T {
     let Some(stored) = entry.response() else {
-        return rfc9111::serve(request, None, now);
+        return decide(None);
     };
     let mut directives = rfc9111::response_directives(stored.headers(), targets);
     let kept = u32::try_from(entry.stale.as_secs()).unwrap_or(u32::MAX);
@@ -242,7 +284,7 @@ fn judgement(
         lifetime: entry.ttl,
         current_age: age,
     };
-    rfc9111::serve(request, Some(&stored), now)
+    decide(Some(&stored))
 }
 
 #[cfg(test)]

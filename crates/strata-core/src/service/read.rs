@@ -7,20 +7,21 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
 use super::ctx::Mode;
 use super::forward::{Outgoing, forward};
-use super::lookup::{Asking, LazyUser, Step};
-use super::respond::Answer;
+use super::lookup::{Asking, Fallback, LazyUser, Step};
+use super::respond::{Answer, gateway_timeout};
 use super::trace::record_decision;
 use crate::body::{BoxError, CacheBody};
+use crate::disconnected::Disconnected;
 use crate::fence::{Names, Start};
 use crate::flight::Join;
 use crate::key::normalize_url;
-use crate::rfc9111::{self, RequestDirectives};
+use crate::rfc9111::{self, IfDisconnected, RequestDirectives};
 use crate::shared::{Filled, Outcome, Shared};
 use crate::stats::bump;
 use crate::status::{Fwd, Served};
@@ -35,7 +36,7 @@ struct Settled {
     mode: Mode,
     leader: Option<crate::flight::Leader<Outcome>>,
     stale: Option<Arc<crate::entry::Entry>>,
-    if_error: bool,
+    fallback: Fallback,
 }
 
 pub(crate) async fn read<S, ReqBody, ResBody>(
@@ -66,7 +67,7 @@ where
         let start = shared.start();
         if rounds > MAX_ROUNDS {
             record_decision("miss", "service");
-            break Settled::fill(start, Fwd::UriMiss, None, None, false);
+            break Settled::fill(start, Fwd::UriMiss, None, None, Fallback::NONE);
         }
         let answer = Answer {
             stats: &shared.stats,
@@ -82,13 +83,14 @@ where
             resolve: || shared.user_of(&parts),
             now: shared.clock.now(),
             targets: shared.targets,
+            stale_if_disconnected: shared.stale_if_disconnected,
         };
         let mut step = asking.at_primary(&primary, found);
         if let Step::Variant(key) = step {
             let found = shared.get(&key).await;
             step = asking.at_variant(key, found);
         }
-        let (flight_key, fwd, stale, if_error) = match step {
+        let (flight_key, fwd, stale, fallback) = match step {
             Step::Hit(entry, age) => {
                 bump(&shared.stats.hits);
                 record_decision("hit", "store");
@@ -102,12 +104,7 @@ where
             Step::Unsatisfiable => {
                 bump(&shared.stats.bypasses);
                 record_decision("bypass", "service");
-                let mut response = Response::new(CacheBody::empty());
-                *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
-                response
-                    .headers_mut()
-                    .insert(crate::CACHE_STATUS, Served::OnlyIfCached.header());
-                return Ok(response);
+                return Ok(gateway_timeout(Served::OnlyIfCached));
             }
             Step::Stale {
                 entry,
@@ -115,7 +112,7 @@ where
                 flight_key,
             } => match tokio::runtime::Handle::try_current() {
                 // No runtime to refresh on: refresh in line instead.
-                Err(_) => (flight_key, Fwd::Stale, Some(entry), false),
+                Err(_) => (flight_key, Fwd::Stale, Some(entry), Fallback::NONE),
                 Ok(runtime) => {
                     bump(&shared.stats.hits);
                     record_decision("stale", "store");
@@ -156,19 +153,19 @@ where
                 flight_key,
                 fwd,
                 stale,
-                if_error,
-            } => (flight_key, fwd, stale, if_error),
+                fallback,
+            } => (flight_key, fwd, stale, fallback),
             // `at_variant` never answers with another variant; were it to,
             // the request would simply go to the service.
             Step::Variant(_) => {
                 record_decision("miss", "service");
-                break Settled::fill(start, Fwd::VaryMiss, None, None, false);
+                break Settled::fill(start, Fwd::VaryMiss, None, None, Fallback::NONE);
             }
         };
         match join_flight(&shared, &flight_key, start, &name, &parts, &mut user) {
             Join::Leader(leader) => {
                 record_decision("miss", "service");
-                break Settled::fill(start, fwd, Some(leader), stale, if_error);
+                break Settled::fill(start, fwd, Some(leader), stale, fallback);
             }
             Join::Waiter(waiter) => match waiter.wait().await {
                 Some(Outcome::Filled(filled) | Outcome::Fenced(filled))
@@ -189,7 +186,7 @@ where
                 Some(Outcome::Unshareable) => {
                     // The leader's response was not shareable: ask ourselves.
                     record_decision("miss", "service");
-                    break Settled::fill(start, fwd, None, stale, if_error);
+                    break Settled::fill(start, fwd, None, stale, fallback);
                 }
                 // Stored for another variant, fenced by an invalidation
                 // since this request looked, or the leader went away: look
@@ -203,10 +200,14 @@ where
         mode,
         leader,
         stale,
-        if_error,
+        fallback,
     } = settled;
-    let fallback = stale.clone().filter(|_| if_error);
-    let request_headers = fallback.as_ref().map(|_| parts.headers.clone());
+    // Kept only when the stale copy may stand in for a failure.
+    let may_fall_back = fallback.if_error || fallback.if_disconnected != IfDisconnected::PassOn;
+    let request_headers = stale
+        .as_ref()
+        .filter(|_| may_fall_back)
+        .map(|_| parts.headers.clone());
     let outgoing = Outgoing {
         parts,
         body,
@@ -214,31 +215,29 @@ where
         user,
         start,
         mode,
-        stale,
+        stale: stale.clone(),
     };
     let forwarded = forward(&shared, inner, outgoing).await;
-    // `stale-if-error`: a stale response stands in for a server error or
-    // a failed service.
-    let failed = match &forwarded {
-        Ok((response, _)) if rfc9111::is_error_for_stale(response.status()) => {
-            Some(Some(response.status()))
-        }
-        Ok(_) => None,
-        Err(_) => Some(None),
-    };
-    if let (Some(status), Some(stale), Some(request_headers)) = (failed, fallback, request_headers)
+    if let (Some(stale), Some(request_headers)) = (stale, request_headers)
+        && let Some(served) = fall_back(&forwarded, fallback)
     {
         if let Some(leader) = leader {
             leader.complete(Outcome::Unshareable);
         }
-        record_decision("stale", "store");
-        let age = stale.age(shared.clock.now());
         let answer = Answer {
             stats: &shared.stats,
             request: &request_headers,
             head,
         };
-        return Ok(answer.entry(&stale, age, Served::StaleIfError(status)));
+        if served == Served::Disconnected {
+            // §5.2.2.2: the stored response must not be served
+            // unvalidated, and the origin cannot validate it.
+            record_decision("gateway-timeout", "service");
+            return Ok(gateway_timeout(served));
+        }
+        record_decision("stale", "store");
+        let age = stale.age(shared.clock.now());
+        return Ok(answer.entry(&stale, age, served));
     }
     let (response, outcome) = forwarded?;
     if let Some(leader) = leader {
@@ -247,20 +246,53 @@ where
     Ok(response)
 }
 
+/// Whether a stale stored response answers instead of what the service
+/// gave (and how), or the cache answers 504 itself: `stale-if-error` for a
+/// server error or a failed service (RFC 5861 §4), then, when the origin
+/// could not be reached ([`Disconnected`], a failed service), what
+/// [`IfDisconnected`] says (RFC 9111 §4.2.4, §5.2.2.2). `None`: the
+/// service's answer goes to the client.
+fn fall_back<B, E>(
+    forwarded: &Result<(http::Response<B>, Outcome), E>,
+    fallback: Fallback,
+) -> Option<Served> {
+    let (status, disconnected) = match forwarded {
+        Ok((response, _)) => (
+            Some(response.status()),
+            response.extensions().get::<Disconnected>().is_some(),
+        ),
+        Err(_) => (None, true),
+    };
+    let server_error = status.is_none_or(rfc9111::is_error_for_stale);
+    if fallback.if_error && server_error {
+        return Some(Served::StaleIfError(status));
+    }
+    if !disconnected {
+        return None;
+    }
+    match fallback.if_disconnected {
+        IfDisconnected::Serve => Some(Served::StaleIfDisconnected),
+        // Only a response that says the origin is out of reach is
+        // replaced by a 504; a failed service's error stays its own.
+        IfDisconnected::GatewayTimeout if status.is_some() => Some(Served::Disconnected),
+        IfDisconnected::GatewayTimeout | IfDisconnected::PassOn => None,
+    }
+}
+
 impl Settled {
     fn fill(
         start: Start,
         fwd: Fwd,
         leader: Option<crate::flight::Leader<Outcome>>,
         stale: Option<Arc<crate::entry::Entry>>,
-        if_error: bool,
+        fallback: Fallback,
     ) -> Self {
         Self {
             start,
             mode: Mode::Fill(fwd),
             leader,
             stale,
-            if_error,
+            fallback,
         }
     }
 
@@ -270,7 +302,7 @@ impl Settled {
             mode,
             leader: None,
             stale: None,
-            if_error: false,
+            fallback: Fallback::NONE,
         }
     }
 }

@@ -142,6 +142,19 @@ impl Answer<'_> {
 }
 
 /// `response` with the `Set-Cookie` lines meant for its client alone.
+/// `504 Gateway Timeout` from the cache itself, with its `Cache-Status`:
+/// `only-if-cached` with nothing that fits (RFC 9111 §5.2.1.7), or a
+/// stored response that must be validated while the origin cannot be
+/// reached (§5.2.2.2).
+pub(crate) fn gateway_timeout<B>(served: Served) -> Response<CacheBody<B>> {
+    let mut response = Response::new(CacheBody::empty());
+    *response.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+    response
+        .headers_mut()
+        .insert(crate::CACHE_STATUS, served.header());
+    response
+}
+
 pub(crate) fn with_cookies<B>(mut response: Response<B>, cookies: Vec<HeaderValue>) -> Response<B> {
     for cookie in cookies {
         response.headers_mut().append(SET_COOKIE, cookie);

@@ -81,6 +81,7 @@ pub(crate) async fn not_modified<B>(
             sent_at: ctx.sent_at,
             now,
             targets: shared.targets,
+            stale_if_disconnected: shared.stale_if_disconnected,
         })
         .ok()
     });

@@ -62,12 +62,12 @@ fn name(step: &Step) -> String {
         Step::Miss {
             fwd,
             stale,
-            if_error,
+            fallback,
             ..
         } => format!(
             "miss {fwd:?}{}{}",
             if stale.is_some() { " +stale" } else { "" },
-            if *if_error { " +if-error" } else { "" }
+            if fallback.if_error { " +if-error" } else { "" }
         ),
         Step::Accepted(..) => "accepted".to_owned(),
         Step::Unsatisfiable => "504".to_owned(),
@@ -93,6 +93,7 @@ fn look(found: Option<Arc<Entry>>, request: &[&'static str], user: Option<&str>)
         resolve: || user.map(str::to_owned),
         now: NOW + Duration::from_secs(1_000_000),
         targets: crate::rfc9111::Targets::APP,
+        stale_if_disconnected: Duration::ZERO,
     };
     name(&asking.at_primary(PRIMARY, found))
 }
@@ -300,6 +301,7 @@ fn first_misses_of_different_users_never_share_a_flight() {
             resolve: || user.map(str::to_owned),
             now: NOW,
             targets: crate::rfc9111::Targets::APP,
+            stale_if_disconnected: Duration::ZERO,
         };
         match asking.at_primary(PRIMARY, None) {
             Step::Miss { flight_key, .. } => flight_key,
