@@ -285,3 +285,63 @@ async fn stale_when_disconnected_stops_at_its_maximum() {
     let seen = t.get(url).await;
     assert_eq!(seen.status, 502, "41 s past: {}", seen.cache_status);
 }
+
+/// Interim responses (1xx): an upstream's `103 Early Hints` before its 200
+/// is neither stored nor merged into the final response, on the miss or
+/// on later hits. (Forwarding it to the client is not possible: hyper's
+/// server cannot send a 1xx response.)
+#[tokio::test]
+async fn an_interim_response_is_never_stored_or_reused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let server = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if socket.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let answer = "HTTP/1.1 103 Early Hints\r\n\
+                              link: </style.css>; rel=preload\r\n\
+                              x-interim: yes\r\n\r\n\
+                              HTTP/1.1 200 OK\r\n\
+                              cache-control: max-age=60\r\n\
+                              content-length: 5\r\n\
+                              connection: close\r\n\r\n\
+                              hello";
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    let cache = ProxyOptions::default().configure(Cache::builder()).build();
+    let target = proxy::Upstream::parse(&format!("http://{upstream}")).unwrap();
+    let gateway = serve(proxy::gateway(target, &cache, ProxyOptions::default())).await;
+    let client = reqwest::Client::new();
+    for expected in ["strata; fwd=uri-miss; stored", "strata; hit"] {
+        let response = client
+            .get(format!("http://{}/page", gateway.addr))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["cache-status"], expected);
+        for interim in ["link", "x-interim"] {
+            assert!(
+                !response.headers().contains_key(interim),
+                "{interim} leaked"
+            );
+        }
+        assert_eq!(response.text().await.unwrap(), "hello");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    server.abort();
+}
