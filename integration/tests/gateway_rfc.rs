@@ -345,3 +345,57 @@ async fn an_interim_response_is_never_stored_or_reused() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     server.abort();
 }
+
+/// `Accept-Language` and `Accept` are normalised like `Accept-Encoding`:
+/// spellings an origin cannot tell apart share a variant; different
+/// preferences do not.
+#[tokio::test]
+async fn equivalent_accept_language_and_accept_share_a_variant() {
+    let t = setup().await;
+    let url = "/r/lang?cc=max-age=60&vary=Accept-Language,Accept";
+    let first = t
+        .get_with(
+            url,
+            &[
+                ("accept-language", "fr-CH, fr;q=0.9, en;q=0.8"),
+                ("accept", "text/html, */*;q=0.1"),
+            ],
+        )
+        .await;
+    assert!(
+        first.cache_status.ends_with("stored"),
+        "{}",
+        first.cache_status
+    );
+    let same = t
+        .get_with(
+            url,
+            &[
+                ("accept-language", "en;q=0.8,FR-ch , fr;q=0.90"),
+                ("accept", "*/*;q=0.100,TEXT/HTML"),
+            ],
+        )
+        .await;
+    assert_eq!(same.cache_status, "strata; hit");
+    assert_eq!(same.body, first.body);
+    let other = t
+        .get_with(
+            url,
+            &[
+                ("accept-language", "en, fr-CH;q=0.9"),
+                ("accept", "text/html, */*;q=0.1"),
+            ],
+        )
+        .await;
+    assert!(
+        other.cache_status.ends_with("stored"),
+        "{}",
+        other.cache_status
+    );
+    assert!(
+        other.body.contains("lang=en, fr-CH;q=0.9"),
+        "{}",
+        other.body
+    );
+    assert_eq!(t.origin.calls("/r/lang"), 2);
+}

@@ -10,7 +10,7 @@
 //!
 //! `Vary: *` never matches (§4.1): [`secondary_key`] returns `None`.
 
-use http::header::{ACCEPT_ENCODING, VARY};
+use http::header::{ACCEPT, ACCEPT_ENCODING, ACCEPT_LANGUAGE, VARY};
 use http::{HeaderMap, HeaderName};
 
 /// A response's `Vary` (RFC 9110 §12.5.5).
@@ -132,6 +132,15 @@ pub(crate) fn write_secondary_key(key: &mut String, names: &[HeaderName], reques
                 .collect();
             members.sort_unstable();
             push_members(key, members.iter().map(Vec::as_slice));
+        } else if name == ACCEPT_LANGUAGE || name == ACCEPT {
+            let members: Vec<&[u8]> = lines
+                .flat_map(|line| split_list(line.as_bytes()))
+                .filter(|member| !member.is_empty())
+                .collect();
+            match normalize_weighted(&members) {
+                Some(normalized) => push_members(key, normalized.iter().map(Vec::as_slice)),
+                None => push_members(key, members.into_iter()),
+            }
         } else {
             // Empty list elements carry nothing (RFC 9110 §5.6.1).
             push_members(
@@ -201,6 +210,78 @@ fn normalize_coding(member: &mut Vec<u8>) {
         out.push(b);
     }
     *member = out;
+}
+
+/// The members of a weighted list (`Accept-Language`, `Accept`) written
+/// so that requests an origin cannot tell apart share a variant: the
+/// value (language range, media range) and parameter names lowercased,
+/// white space around `;` and `=` dropped, `q` written in its shortest
+/// form (`q=1.0` and no `q` alike, `q=0.50` as `q=0.5`), and the members
+/// ordered by descending weight. Members of equal weight keep their order,
+/// since an origin may break the tie by it; parameter values other than
+/// `q` keep their case. `None` when a member's `q` is not a valid weight
+/// (RFC 9110 §12.4.2): then nothing is reordered.
+fn normalize_weighted(members: &[&[u8]]) -> Option<Vec<Vec<u8>>> {
+    let mut weighted = Vec::with_capacity(members.len());
+    for member in members {
+        let mut parts = member.split(|&b| b == b';').map(<[u8]>::trim_ascii);
+        let mut out = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let mut weight = 1000;
+        for parameter in parts {
+            let (name, value) = match parameter.iter().position(|&b| b == b'=') {
+                Some(at) => (
+                    parameter[..at].trim_ascii(),
+                    parameter[at + 1..].trim_ascii(),
+                ),
+                None => (parameter, &b""[..]),
+            };
+            if name.eq_ignore_ascii_case(b"q") {
+                weight = parse_weight(value)?;
+                continue;
+            }
+            out.push(b';');
+            out.extend(name.iter().map(u8::to_ascii_lowercase));
+            if parameter.contains(&b'=') {
+                out.push(b'=');
+                out.extend_from_slice(value);
+            }
+        }
+        if weight < 1000 {
+            out.extend_from_slice(b";q=0");
+            let digits = [weight / 100, weight / 10 % 10, weight % 10];
+            let significant = digits.iter().rposition(|&d| d != 0).map_or(0, |at| at + 1);
+            if significant > 0 {
+                out.push(b'.');
+                // Each digit is below 10.
+                out.extend(digits[..significant].iter().map(|&d| b'0' + d as u8));
+            }
+        }
+        weighted.push((weight, out));
+    }
+    // Stable: equal weights keep their order.
+    weighted.sort_by(|a, b| b.0.cmp(&a.0));
+    Some(weighted.into_iter().map(|(_, member)| member).collect())
+}
+
+/// A `q` value in thousandths (RFC 9110 §12.4.2: `0` to `1` with at most
+/// three decimals), or `None` when it is not one.
+fn parse_weight(value: &[u8]) -> Option<u16> {
+    let (whole, fraction) = match value.iter().position(|&b| b == b'.') {
+        Some(at) => (&value[..at], &value[at + 1..]),
+        None => (value, &b""[..]),
+    };
+    if fraction.len() > 3 || !fraction.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut thousandths = 0u16;
+    for (index, digit) in fraction.iter().enumerate() {
+        thousandths += u16::from(digit - b'0') * [100, 10, 1][index];
+    }
+    match whole {
+        b"0" => Some(thousandths),
+        b"1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
 }
 
 fn push_members<'a>(key: &mut String, members: impl Iterator<Item = &'a [u8]>) {
