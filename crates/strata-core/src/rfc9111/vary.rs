@@ -259,7 +259,7 @@ fn normalize_weighted(members: &[&[u8]]) -> Option<Vec<Vec<u8>>> {
         weighted.push((weight, out));
     }
     // Stable: equal weights keep their order.
-    weighted.sort_by(|a, b| b.0.cmp(&a.0));
+    weighted.sort_by_key(|(weight, _)| std::cmp::Reverse(*weight));
     Some(weighted.into_iter().map(|(_, member)| member).collect())
 }
 
