@@ -28,7 +28,9 @@
 //! | `UPSTREAM` | required | `http://host[:port][/base]`; a request for `/x?y` goes to `{base}/x?y` |
 //! | `BIND` | `127.0.0.1:8002` | address to listen on |
 //! | `UPSTREAM_TIMEOUT_MS` | `30000` | how long the upstream may take to send its response headers before the client gets `504` |
-//! | `PRESERVE_HOST` | `false` | `true`: send the client's `Host` upstream instead of the upstream's authority; the cache then also varies on `Host`, so virtual hosts never share entries |
+//! | `PRESERVE_HOST` | `false` | `true`: send the client's `Host` upstream instead of the upstream's authority |
+//! | `FORWARDED_HOST` | none | a fixed `X-Forwarded-Host` for the upstream; without it the client's `Host` (validated, normalised) goes in `X-Forwarded-Host` and the cache varies on `Host`, so no client's made-up host reaches another client |
+//! | `HONOUR_REQUEST_DIRECTIVES` | `false` | `true`: obey clients' `Cache-Control` request directives (`no-cache`, `max-age`, `max-stale`, `only-if-cached`, ...); off, as on CDNs, so no client can make the gateway refetch and replace a fresh entry |
 //! | `CACHE_ENV` | `development` | the key prefix's environment (`gateway:<env>:`) |
 //! | `USE_REDIS_CACHE` | off | `true`: memory in front of Redis (tiered store) |
 //! | `REDIS_URL` | none | the Redis to use with `USE_REDIS_CACHE=true`, e.g. `redis://127.0.0.1:6379/1` |
@@ -65,6 +67,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use axum::http::HeaderValue;
 use proxy::{ProxyOptions, Upstream};
 use strata::{Cache, Config};
 
@@ -101,7 +104,6 @@ async fn main() -> ExitCode {
         Ok(store) => settings
             .options
             .configure(settings.config.builder())
-            .honour_request_directives(true)
             .store(store)
             .build(),
         Err(error) => {
@@ -139,6 +141,17 @@ fn settings_from_env() -> Result<Settings, Box<dyn Error>> {
         Ok(value) => parse_bool("PRESERVE_HOST", &value)?,
         Err(_) => false,
     };
+    let forwarded_host = match std::env::var("FORWARDED_HOST") {
+        Ok(value) => Some(
+            HeaderValue::from_str(value.trim())
+                .map_err(|_| format!("FORWARDED_HOST={value:?} is not a valid header value"))?,
+        ),
+        Err(_) => None,
+    };
+    let honour_request_directives = match std::env::var("HONOUR_REQUEST_DIRECTIVES") {
+        Ok(value) => parse_bool("HONOUR_REQUEST_DIRECTIVES", &value)?,
+        Err(_) => false,
+    };
     let mut config = Config::from_env()?;
     if std::env::var_os("CACHE_APP").is_none() {
         config.app = "gateway".to_owned();
@@ -149,6 +162,8 @@ fn settings_from_env() -> Result<Settings, Box<dyn Error>> {
         options: ProxyOptions {
             timeout,
             preserve_host,
+            forwarded_host,
+            honour_request_directives,
             ..ProxyOptions::default()
         },
         config,

@@ -34,7 +34,7 @@ use std::convert::Infallible;
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -43,7 +43,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::http::uri::{Authority, PathAndQuery, Scheme};
 use axum::http::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::client::legacy::Client;
@@ -63,6 +63,7 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 /// The gateway: [`Proxy`] to `upstream` as the fallback of an axum
 /// `Router`, with `cache`'s layer in front of it.
@@ -78,23 +79,93 @@ pub fn gateway(upstream: Upstream, cache: &Cache, options: ProxyOptions) -> Rout
         // own headers allow; GET and HEAD are looked up, writes invalidate
         // their URLs.
         .layer(cache.layer())
-        // Outside the cache, so its `Vary: Host` sees the authority of an
-        // HTTP/2 request too.
-        .layer(axum::middleware::map_request(host_from_authority))
+        // Outside the cache: the request as both the cache and the proxy
+        // see it, so a variant key never reads a field the upstream does
+        // not get, nor misses one it does.
+        .layer(axum::middleware::from_fn(client_request))
 }
 
-/// Gives a request without `Host` (HTTP/2 sends `:authority` instead) the
-/// `Host` its URI names, so the cache and the proxy read the same host.
-async fn host_from_authority<B>(mut request: Request<B>) -> Request<B> {
-    if !request.headers().contains_key(header::HOST)
-        && let Some(host) = request
-            .uri()
-            .authority()
-            .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
+/// The client's request made what the cache keys and the proxy forwards
+/// (the one place for these rules; the cache and the proxy both see its
+/// result):
+///
+/// - `Host`: taken from the URI's authority when absent (HTTP/2 sends
+///   `:authority`), refused with `400` when it is not a valid `host[:port]`
+///   (`Host: a"b<c>`), and normalised (lowercase, `:80` dropped), so one
+///   host is one variant;
+/// - the hop-by-hop fields and every field `Connection` names are removed:
+///   the upstream never gets them, so no variant may be chosen by them
+///   (`Connection: close, Accept-Language` must not put an English page
+///   under French users' key);
+/// - the client's own `X-Forwarded-For`, `X-Forwarded-Host`,
+///   `X-Forwarded-Proto` and `Forwarded` are removed: the proxy writes the
+///   gateway's own, and a client never speaks for the gateway.
+async fn client_request(
+    mut request: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response<Body> {
+    let authority_host = request
+        .uri()
+        .authority()
+        .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok());
+    let headers = request.headers_mut();
+    if !headers.contains_key(header::HOST)
+        && let Some(host) = authority_host
     {
-        request.headers_mut().insert(header::HOST, host);
+        headers.insert(header::HOST, host);
     }
-    request
+    let mut hosts = headers.get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) => {}
+        (Some(host), None) => match normalized_host(host) {
+            Some(host) => {
+                headers.insert(header::HOST, host);
+            }
+            None => return error_response(StatusCode::BAD_REQUEST, "invalid Host"),
+        },
+        (Some(_), Some(_)) => return error_response(StatusCode::BAD_REQUEST, "more than one Host"),
+    }
+    remove_hop_by_hop(headers);
+    for name in [
+        &X_FORWARDED_FOR,
+        &X_FORWARDED_HOST,
+        &X_FORWARDED_PROTO,
+        &FORWARDED,
+    ] {
+        headers.remove(name);
+    }
+    next.run(request).await
+}
+
+/// `host` as one spelling of it: a valid `host[:port]` (RFC 9110 §7.2: an
+/// authority without user info), lowercased, without the default port
+/// `:80`; `None` when it is not one.
+fn normalized_host(host: &HeaderValue) -> Option<HeaderValue> {
+    let text = host.to_str().ok()?;
+    if text.is_empty() || text.contains('@') {
+        return None;
+    }
+    let authority: Authority = text.parse().ok()?;
+    let name = authority.host();
+    let name_ok = if let Some(literal) = name.strip_prefix('[') {
+        literal
+            .strip_suffix(']')
+            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok())
+    } else {
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    };
+    if !name_ok || authority.as_str().ends_with(':') {
+        return None;
+    }
+    let mut normalized = name.to_ascii_lowercase();
+    if let Some(port) = authority.port_u16().filter(|&port| port != 80) {
+        normalized.push(':');
+        normalized.push_str(&port.to_string());
+    }
+    HeaderValue::from_str(&normalized).ok()
 }
 
 /// How the proxy treats requests; [`Default`] is what the example uses when
@@ -109,6 +180,16 @@ pub struct ProxyOptions {
     /// Send the client's `Host` to the upstream instead of the upstream's
     /// own authority. Default `false`.
     pub preserve_host: bool,
+    /// What `X-Forwarded-Host` tells the upstream: `None` (the default),
+    /// the client's `Host`, validated and normalised, which the cache then
+    /// keys by (the policy varies on `Host`), so a client's made-up host
+    /// only ever reaches that client; or a fixed value, for an upstream
+    /// that builds absolute URLs from it and serves one site.
+    pub forwarded_host: Option<HeaderValue>,
+    /// Obey clients' request directives (`no-cache`, `max-age`,
+    /// `max-stale`, ...). Default `false`, as CDNs do: otherwise any client
+    /// can make the gateway refetch and replace a fresh entry at will.
+    pub honour_request_directives: bool,
     /// The targeted cache-control fields the cache obeys, most specific
     /// first (RFC 9213). Default: `Strata-Cache-Control`, then
     /// `CDN-Cache-Control`, as a CDN-class cache.
@@ -132,7 +213,7 @@ impl ProxyOptions {
     /// holds the path and query only, so the policy also varies on `Host`:
     /// one host's pages are never served for another's.
     pub fn cache_policy(&self) -> CachePolicy {
-        if self.preserve_host {
+        if self.preserve_host || self.forwarded_host.is_none() {
             CachePolicy::origin().vary(header::HOST)
         } else {
             CachePolicy::origin()
@@ -148,6 +229,7 @@ impl ProxyOptions {
             .default_policy(self.cache_policy())
             .targeted_fields(self.targeted_fields.iter().copied())
             .stale_if_disconnected(self.stale_if_disconnected)
+            .honour_request_directives(self.honour_request_directives)
     }
 }
 
@@ -156,6 +238,8 @@ impl Default for ProxyOptions {
         Self {
             timeout: DEFAULT_TIMEOUT,
             preserve_host: false,
+            forwarded_host: None,
+            honour_request_directives: false,
             targeted_fields: vec![TargetedField::Strata, TargetedField::Cdn],
             stale_if_disconnected: DEFAULT_STALE_IF_DISCONNECTED,
         }
@@ -384,12 +468,31 @@ impl Shared {
             _ => self.upstream.host.clone(),
         };
         headers.insert(header::HOST, host);
-        if let Some(ip) = client_ip {
-            append_forwarded_for(headers, ip);
+        // The gateway's own forwarding fields, never the client's: what
+        // the upstream learns about the client is what the cache keys by
+        // (see `ProxyOptions::forwarded_host`).
+        for name in [
+            &X_FORWARDED_FOR,
+            &X_FORWARDED_HOST,
+            &X_FORWARDED_PROTO,
+            &FORWARDED,
+        ] {
+            headers.remove(name);
+        }
+        if let Some(ip) = client_ip
+            && let Ok(ip) = HeaderValue::from_str(&ip.to_string())
+        {
+            headers.insert(X_FORWARDED_FOR, ip);
         }
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-        if let Some(client_host) = client_host {
-            headers.insert(X_FORWARDED_HOST, client_host);
+        match (&self.options.forwarded_host, client_host) {
+            (Some(fixed), _) => {
+                headers.insert(X_FORWARDED_HOST, fixed.clone());
+            }
+            (None, Some(client_host)) => {
+                headers.insert(X_FORWARDED_HOST, client_host);
+            }
+            (None, None) => {}
         }
         headers.append(header::VIA, via_value(client_version));
         Some(Request::from_parts(parts, body))
@@ -408,22 +511,6 @@ fn downstream_response(response: Response<Body>) -> Response<Body> {
     // connection after one response).
     parts.version = Version::HTTP_11;
     Response::from_parts(parts, body)
-}
-
-/// Appends `ip` to the request's `X-Forwarded-For` list, folding several
-/// received lines into one.
-fn append_forwarded_for(headers: &mut HeaderMap, ip: IpAddr) {
-    let mut value = Vec::new();
-    for received in headers.get_all(&X_FORWARDED_FOR) {
-        value.extend_from_slice(received.as_bytes());
-        value.extend_from_slice(b", ");
-    }
-    value.extend_from_slice(ip.to_string().as_bytes());
-    // Received values are valid field bytes, and so are ", " and an
-    // address: this cannot fail, but a bad value must not panic a proxy.
-    if let Ok(value) = HeaderValue::from_bytes(&value) {
-        headers.insert(X_FORWARDED_FOR, value);
-    }
 }
 
 /// `Via`'s entry for a message received in `version`: the protocol

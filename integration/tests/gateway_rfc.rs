@@ -399,3 +399,195 @@ async fn equivalent_accept_language_and_accept_share_a_variant() {
     );
     assert_eq!(t.origin.calls("/r/lang"), 2);
 }
+
+/// Query parameters sort stably by their decoded name: two spellings of
+/// one name in either order are two keys, and both reach the origin.
+#[tokio::test]
+async fn query_spellings_the_origin_tells_apart_reach_it_separately() {
+    let t = setup().await;
+    let a = t.get("/r/q?cc=max-age=60&role=admin&%72ole=user").await;
+    let b = t.get("/r/q?cc=max-age=60&%72ole=user&role=admin").await;
+    assert!(a.cache_status.ends_with("stored"), "{}", a.cache_status);
+    assert!(b.cache_status.ends_with("stored"), "{}", b.cache_status);
+    assert_eq!(t.origin.calls("/r/q"), 2);
+    // The same spelling again is a hit.
+    assert_eq!(
+        t.get("/r/q?cc=max-age=60&role=admin&%72ole=user")
+            .await
+            .cache_status,
+        "strata; hit"
+    );
+}
+
+/// A GET with a body is passed on as it is: never answered from an entry,
+/// never stored.
+#[tokio::test]
+async fn a_get_with_a_body_is_neither_served_from_nor_stored_in_an_entry() {
+    let t = setup().await;
+    let url = "/r/body?cc=max-age=60";
+    let send_with_body = || {
+        t.client
+            .get(format!("http://{}{url}", t.gateway.addr))
+            .body("{\"filter\":\"mine\"}")
+            .send()
+    };
+    let with_body = send_with_body().await.unwrap();
+    assert_eq!(with_body.status(), 200);
+    assert_eq!(
+        with_body.headers()["cache-status"],
+        "strata; fwd=bypass; detail=request-body"
+    );
+    assert_eq!(t.origin.calls("/r/body"), 1);
+    // Nothing was stored: the plain GET fills, then hits.
+    t.stored(url).await;
+    assert_eq!(t.origin.calls("/r/body"), 2);
+    // With an entry stored, a GET with a body still goes to the origin.
+    let again = send_with_body().await.unwrap();
+    assert_eq!(
+        again.headers()["cache-status"],
+        "strata; fwd=bypass; detail=request-body"
+    );
+    assert_eq!(t.origin.calls("/r/body"), 3);
+    assert_eq!(t.get(url).await.cache_status, "strata; hit");
+}
+
+/// One raw HTTP/1.x exchange with the gateway; returns the whole answer.
+async fn raw(addr: std::net::SocketAddr, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), socket.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// An attacker's `Host` goes upstream only as the key says: the client's
+/// host is part of the key, so a page an origin built from
+/// `X-Forwarded-Host: evil.example` is only ever served to requests for
+/// evil.example; a client's own `X-Forwarded-*` and `Forwarded` never
+/// reach the origin; a Host-less HTTP/1.0 request tells it no host; an
+/// invalid `Host` gets 400.
+#[tokio::test]
+async fn no_client_can_poison_the_gateway_through_the_host() {
+    let t = setup_with(false).await;
+    let url = "/r/page?cc=max-age=600";
+    let attack = t.get_with(url, &[("host", "evil.example")]).await;
+    assert!(
+        attack.body.contains("http://evil.example/app.js"),
+        "{}",
+        attack.body
+    );
+    let victim = t.get_with(url, &[("host", "shop.example")]).await;
+    assert!(
+        victim.cache_status.ends_with("stored"),
+        "{}",
+        victim.cache_status
+    );
+    assert!(
+        victim.body.contains("http://shop.example/app.js"),
+        "{}",
+        victim.body
+    );
+    // Case and the default port are one host.
+    let again = t.get_with(url, &[("host", "SHOP.example:80")]).await;
+    assert_eq!(again.cache_status, "strata; hit");
+    assert_eq!(again.body, victim.body);
+
+    // The client's own forwarding fields never reach the origin.
+    let url = "/r/spoof?cc=max-age=600";
+    let spoofed = t
+        .get_with(
+            url,
+            &[
+                ("host", "shop.example"),
+                ("x-forwarded-host", "evil.example"),
+                ("forwarded", "host=evil.example"),
+            ],
+        )
+        .await;
+    assert!(
+        spoofed.body.contains("http://shop.example/app.js"),
+        "{}",
+        spoofed.body
+    );
+    assert!(!spoofed.body.contains("evil"), "{}", spoofed.body);
+
+    // HTTP/1.0 without Host: no host at all, not the client's own field.
+    let answer = raw(
+        t.gateway.addr,
+        "GET /r/nohost?cc=max-age=600 HTTP/1.0\r\nX-Forwarded-Host: evil.example\r\n\r\n",
+    )
+    .await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"),
+        "{answer}"
+    );
+    assert!(answer.contains("src=\"http:///app.js\""), "{answer}");
+    assert!(!answer.contains("evil"), "{answer}");
+
+    // An invalid Host is refused before the cache or the origin sees it.
+    for host in [
+        "a\"b<c>",
+        "user@shop.example",
+        "shop.example:",
+        "shop example",
+    ] {
+        let answer = raw(
+            t.gateway.addr,
+            &format!("GET /r/badhost HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{host}: {answer}");
+    }
+    assert_eq!(t.origin.calls("/r/badhost"), 0);
+}
+
+/// Fields named in `Connection` are removed before the cache computes the
+/// variant: an attacker's `Accept-Language: fr` with `Connection: close,
+/// Accept-Language` reaches the origin without the language, and is stored
+/// as what it is, the page for no language; French users keep theirs.
+#[tokio::test]
+async fn connection_named_fields_cannot_choose_a_variant() {
+    let t = setup_with(false).await;
+    let url = "/r/i18n?cc=max-age=600&vary=Accept-Language";
+    let attack = raw(
+        t.gateway.addr,
+        "GET /r/i18n?cc=max-age=600&vary=Accept-Language HTTP/1.1\r\nHost: shop.example\r\n\
+         Accept-Language: fr\r\nConnection: close, Accept-Language\r\n\r\n",
+    )
+    .await;
+    assert!(
+        attack.contains("lang=-"),
+        "the origin got no language: {attack}"
+    );
+    let french = t
+        .get_with(url, &[("host", "shop.example"), ("accept-language", "fr")])
+        .await;
+    assert!(
+        french.cache_status.ends_with("stored"),
+        "{}",
+        french.cache_status
+    );
+    assert!(french.body.contains("lang=fr"), "{}", french.body);
+    let again = t
+        .get_with(url, &[("host", "shop.example"), ("accept-language", "fr")])
+        .await;
+    assert_eq!(again.cache_status, "strata; hit");
+    assert!(again.body.contains("lang=fr"));
+}
+
+/// By default the gateway does not obey clients' request directives, as
+/// CDNs: a client's `no-cache` cannot make it refetch and replace a fresh
+/// entry.
+#[tokio::test]
+async fn a_client_cannot_replace_a_fresh_entry_by_default() {
+    let t = setup_full(false, ProxyOptions::default()).await;
+    let url = "/r/fresh?cc=max-age=600";
+    let stored = t.stored(url).await;
+    for directive in ["no-cache", "max-age=0", "no-store"] {
+        let seen = t.get_with(url, &[("cache-control", directive)]).await;
+        assert_eq!(seen.cache_status, "strata; hit", "{directive}");
+        assert_eq!(seen.body, stored.body);
+    }
+    assert_eq!(t.origin.calls("/r/fresh"), 1);
+}

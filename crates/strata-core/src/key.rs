@@ -165,12 +165,23 @@ impl KeyBuilder {
 }
 
 /// The normalised form of a request target: its path, then `?` and the
-/// query's non-empty parameters sorted by name (the order of repeated
-/// names is kept), or the path alone when there are none.
+/// query's non-empty parameters sorted by name, or the path alone when
+/// there are none.
+///
+/// Parameters are ordered by their *decoded* name (percent-escapes and `+`
+/// read as an origin's form decoder reads them), and the sort is stable:
+/// parameters that decode to the same name keep their order, whatever
+/// their spelling. An origin that takes the first (or the last) of a
+/// repeated name therefore never sees two requests it would answer
+/// differently under one key: `?role=admin&%72ole=user` and
+/// `?%72ole=user&role=admin` stay apart. The parameters themselves are
+/// kept as sent.
 ///
 /// ```
 /// let uri = "/a/?z=1&&a=2&a=1".parse().unwrap();
 /// assert_eq!(strata::key::normalize_url(&uri), "/a/?a=2&a=1&z=1");
+/// let spelled = "/a/?role=admin&%72ole=user".parse().unwrap();
+/// assert_eq!(strata::key::normalize_url(&spelled), "/a/?role=admin&%72ole=user");
 /// ```
 pub fn normalize_url(uri: &Uri) -> String {
     let mut out = String::new();
@@ -208,7 +219,7 @@ fn push_normalized(out: &mut String, path: &str, query: &str) {
         && query
             .split('&')
             .zip(query.split('&').skip(1))
-            .all(|(a, b)| name_of(a) <= name_of(b));
+            .all(|(a, b)| decoded_name(a) <= decoded_name(b));
     if already_normal {
         out.push('?');
         out.push_str(query);
@@ -218,7 +229,8 @@ fn push_normalized(out: &mut String, path: &str, query: &str) {
     if pairs.is_empty() {
         return;
     }
-    pairs.sort_by(|a, b| name_of(a).cmp(name_of(b)));
+    // Stable: same decoded names keep their order.
+    pairs.sort_by_cached_key(|pair| decoded_name(pair));
     out.push('?');
     for (i, pair) in pairs.iter().enumerate() {
         if i > 0 {
@@ -254,6 +266,40 @@ fn unescape(escaped: &str) -> String {
 
 fn name_of(pair: &str) -> &str {
     pair.split_once('=').map_or(pair, |(name, _)| name)
+}
+
+/// A parameter's name as an origin's form decoder reads it: `+` is a
+/// space and `%XX` the byte it names (a malformed escape stays as it is).
+/// Borrowed when there is nothing to decode.
+fn decoded_name(pair: &str) -> std::borrow::Cow<'_, [u8]> {
+    let name = name_of(pair).as_bytes();
+    if !name.iter().any(|&b| b == b'%' || b == b'+') {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut out = Vec::with_capacity(name.len());
+    let mut i = 0;
+    while i < name.len() {
+        let escaped = (name[i] == b'%')
+            .then(|| name.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (escaped, name[i]) {
+            (Some(byte), _) => {
+                out.push(byte);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, byte) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Appends `bytes`, percent-encoding `#`, `%`, `:` and anything that is not

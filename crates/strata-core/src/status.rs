@@ -85,6 +85,9 @@ pub(crate) enum Served {
     NotStored(Fwd, NotStored),
     /// `only-if-cached`, and nothing stored fits: 504.
     OnlyIfCached,
+    /// A GET or HEAD with a request body: passed to the service as it is,
+    /// never answered from or stored in an entry.
+    RequestBody,
 }
 
 impl Served {
@@ -95,6 +98,7 @@ impl Served {
             Self::StaleWhileRevalidate => "strata; hit; detail=stale-while-revalidate",
             Self::Accepted => "strata; hit; detail=max-stale",
             Self::OnlyIfCached => "strata; fwd=miss; detail=only-if-cached",
+            Self::RequestBody => "strata; fwd=bypass; detail=request-body",
             Self::Stored(Fwd::UriMiss) => "strata; fwd=uri-miss; stored",
             Self::Stored(Fwd::VaryMiss) => "strata; fwd=vary-miss; stored",
             Self::Stored(Fwd::Stale) => "strata; fwd=stale; stored",

@@ -226,7 +226,19 @@ pub async fn upstream_handler(State(origin): State<Origin>, request: Request) ->
         .headers()
         .get("host")
         .map_or("-", |v| v.to_str().unwrap());
-    let body = format!("call {call} of {path} lang={lang} enc={encoding} host={host}");
+    // What the upstream was told of the client's host, as an origin that
+    // builds absolute URLs from it writes it into the page.
+    let forwarded_host = request
+        .headers()
+        .get_all("x-forwarded-host")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect::<Vec<_>>()
+        .join("|");
+    let body = format!(
+        "call {call} of {path} lang={lang} enc={encoding} host={host} \
+         <script src=\"http://{forwarded_host}/app.js\">"
+    );
     // `chunked=N`: the body padded to N bytes and sent in three chunks,
     // with no `Content-Length` (chunked transfer coding on the wire).
     if let Some(size) = ask.get("chunked") {

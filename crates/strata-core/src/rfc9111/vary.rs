@@ -375,11 +375,18 @@ mod tests {
         );
         assert_eq!(one, two);
         assert_eq!(one.unwrap(), "accept=text/html,application/json");
-        // Order still matters outside Accept-Encoding, and so does case.
+        // The order of equal weights still matters; media types' case
+        // does not (see `weighted_lists_share_a_variant_...`).
         let swapped = secondary_key(&v, &map(&[("accept", "application/json, text/html")]));
         assert_ne!(swapped, two);
         let upper = secondary_key(&v, &map(&[("accept", "TEXT/HTML, application/json")]));
-        assert_ne!(upper, two);
+        assert_eq!(upper, two);
+        // Outside the weighted lists, case matters.
+        let v = vary("x-list");
+        assert_ne!(
+            secondary_key(&v, &map(&[("x-list", "A")])),
+            secondary_key(&v, &map(&[("x-list", "a")]))
+        );
     }
 
     #[test]

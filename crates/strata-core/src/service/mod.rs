@@ -52,6 +52,8 @@ use self::write::{Write, after_write};
 use crate::body::{BoxError, CacheBody};
 use crate::rfc9111;
 use crate::shared::Shared;
+use crate::stats::bump;
+use crate::status::Served;
 
 pub use self::future::ResponseFuture;
 
@@ -104,6 +106,16 @@ impl<S: Clone> CacheService<S> {
     }
 }
 
+/// Whether a request carries content (RFC 9112 §6.3: `Transfer-Encoding`,
+/// or a `Content-Length` other than 0).
+fn has_body(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(http::header::TRANSFER_ENCODING)
+        || headers
+            .get_all(http::header::CONTENT_LENGTH)
+            .iter()
+            .any(|length| length.as_bytes() != b"0")
+}
+
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CacheService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
@@ -123,7 +135,23 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let method = request.method();
-        if method == Method::GET || method == Method::HEAD {
+        let cacheable = method == Method::GET || method == Method::HEAD;
+        if cacheable && has_body(request.headers()) {
+            // A GET or HEAD with content: what it selects is the origin's
+            // business, so it is neither answered from nor stored in an
+            // entry, and never waits in (or holds) a single flight while
+            // its body arrives.
+            bump(&self.shared.stats.bypasses);
+            let future = Oneshot::new(S::clone(&self.inner), request);
+            return ResponseFuture::boxed(async move {
+                let mut response = future.await?;
+                response
+                    .headers_mut()
+                    .append(crate::CACHE_STATUS, Served::RequestBody.header());
+                Ok(response.map(CacheBody::inner))
+            });
+        }
+        if cacheable {
             let (parts, body) = request.into_parts();
             let primary = self
                 .shared
