@@ -15,11 +15,25 @@
 //! `Strata-Cache-Control`, then `CDN-Cache-Control` as a CDN-class cache,
 //! `Surrogate-Key` and `Cache-Tag`). A successful
 //! write drops its URL and the same-origin `Location` and
-//! `Content-Location` URLs. Clients' request directives are obeyed
-//! (`no-cache`, `max-age`, `min-fresh`, `max-stale`, `only-if-cached`,
-//! `no-store`). A stale entry with validators is revalidated upstream
-//! with them, and a 304 refreshes it; `no-cache` responses with
-//! validators are stored and revalidated before every use.
+//! `Content-Location` URLs. Clients' request directives (`no-cache`,
+//! `max-age`, `min-fresh`, `max-stale`, `only-if-cached`) are obeyed only
+//! with `HONOUR_REQUEST_DIRECTIVES=true`. A stale entry with validators is
+//! revalidated upstream with them, and a 304 refreshes it; `no-cache`
+//! responses with validators are stored and revalidated before every use.
+//! While the upstream is out of reach (refused, failed or timed-out
+//! connections, a body cut short) a stale copy answers for up to an hour,
+//! unless it forbids that (then: 504).
+//!
+//! No client can poison it: the client's `Host` is validated (400
+//! otherwise), normalised and part of the key whenever it is told
+//! upstream (`X-Forwarded-Host`, see `FORWARDED_HOST`); the client's own `X-Forwarded-*` and
+//! `Forwarded`, hop-by-hop fields and the fields `Connection` names are
+//! removed before the cache sees the request. A GET on a pooled upstream
+//! connection the upstream had closed is retried once on a fresh one.
+//! Each request logs one `info` access line (target `gateway::access`:
+//! method, path without the query, status, `Cache-Status`, upstream and
+//! total time); `RUST_LOG` filters. SIGTERM and Ctrl-C stop accepting and
+//! let requests in flight complete.
 //!
 //! # Environment
 //!
@@ -29,7 +43,7 @@
 //! | `BIND` | `127.0.0.1:8002` | address to listen on |
 //! | `UPSTREAM_TIMEOUT_MS` | `30000` | how long the upstream may take to send its response headers before the client gets `504` |
 //! | `PRESERVE_HOST` | `false` | `true`: send the client's `Host` upstream instead of the upstream's authority |
-//! | `FORWARDED_HOST` | none | a fixed `X-Forwarded-Host` for the upstream; without it the client's `Host` (validated, normalised) goes in `X-Forwarded-Host` and the cache varies on `Host`, so no client's made-up host reaches another client |
+//! | `FORWARDED_HOST` | none | what `X-Forwarded-Host` tells the upstream: unset, nothing (with `PRESERVE_HOST=true`, the client's host); a host name, that fixed value; `client`, the client's `Host` (validated, normalised), and the cache then varies on `Host`. A client's made-up host never reaches another client |
 //! | `HONOUR_REQUEST_DIRECTIVES` | `false` | `true`: obey clients' `Cache-Control` request directives (`no-cache`, `max-age`, `max-stale`, `only-if-cached`, ...); off, as on CDNs, so no client can make the gateway refetch and replace a fresh entry |
 //! | `CACHE_ENV` | `development` | the key prefix's environment (`gateway:<env>:`) |
 //! | `USE_REDIS_CACHE` | off | `true`: memory in front of Redis (tiered store) |
@@ -68,7 +82,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::http::HeaderValue;
-use proxy::{ProxyOptions, Upstream};
+use proxy::{ForwardedHost, ProxyOptions, Upstream};
 use strata::{Cache, Config};
 
 /// What the environment asks for, checked before anything starts.
@@ -142,11 +156,13 @@ fn settings_from_env() -> Result<Settings, Box<dyn Error>> {
         Err(_) => false,
     };
     let forwarded_host = match std::env::var("FORWARDED_HOST") {
-        Ok(value) => Some(
+        Ok(value) if value.trim() == "client" => ForwardedHost::Client,
+        Ok(value) if value.trim().is_empty() => ForwardedHost::None,
+        Ok(value) => ForwardedHost::Fixed(
             HeaderValue::from_str(value.trim())
                 .map_err(|_| format!("FORWARDED_HOST={value:?} is not a valid header value"))?,
         ),
-        Err(_) => None,
+        Err(_) => ForwardedHost::None,
     };
     let honour_request_directives = match std::env::var("HONOUR_REQUEST_DIRECTIVES") {
         Ok(value) => parse_bool("HONOUR_REQUEST_DIRECTIVES", &value)?,
@@ -196,9 +212,7 @@ async fn run(settings: Settings, cache: &Cache) -> Result<(), Box<dyn Error>> {
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
+    .with_graceful_shutdown(proxy::shutdown_signal())
     .await?;
     Ok(())
 }

@@ -83,6 +83,66 @@ pub fn gateway(upstream: Upstream, cache: &Cache, options: ProxyOptions) -> Rout
         // see it, so a variant key never reads a field the upstream does
         // not get, nor misses one it does.
         .layer(axum::middleware::from_fn(client_request))
+        // Outermost: one access line per request, refusals included.
+        .layer(axum::middleware::from_fn(access_log))
+}
+
+/// How long the upstream took to send its response headers, for the
+/// access line (a response extension the proxy sets; absent on hits).
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamTime(pub Duration);
+
+/// One `info` line per request (target `gateway::access`): method, path
+/// (without the query, which may carry tokens), status, `Cache-Status`,
+/// the upstream's time (`-` when the cache answered) and the total.
+async fn access_log(request: Request<Body>, next: axum::middleware::Next) -> Response<Body> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let cache_status = response
+        .headers()
+        .get("cache-status")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("-");
+    let upstream_ms = response.extensions().get::<UpstreamTime>().map_or_else(
+        || "-".to_owned(),
+        |time| format!("{:.1}", time.0.as_secs_f64() * 1e3),
+    );
+    tracing::info!(
+        target: "gateway::access",
+        %method,
+        path,
+        status = response.status().as_u16(),
+        cache_status,
+        upstream_ms,
+        total_ms = format_args!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
+    );
+    response
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM, for `with_graceful_shutdown`:
+/// requests in flight complete, new connections are refused.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// The client's request made what the cache keys and the proxy forwards
@@ -180,12 +240,10 @@ pub struct ProxyOptions {
     /// Send the client's `Host` to the upstream instead of the upstream's
     /// own authority. Default `false`.
     pub preserve_host: bool,
-    /// What `X-Forwarded-Host` tells the upstream: `None` (the default),
-    /// the client's `Host`, validated and normalised, which the cache then
-    /// keys by (the policy varies on `Host`), so a client's made-up host
-    /// only ever reaches that client; or a fixed value, for an upstream
-    /// that builds absolute URLs from it and serves one site.
-    pub forwarded_host: Option<HeaderValue>,
+    /// What `X-Forwarded-Host` tells the upstream (see [`ForwardedHost`]).
+    /// Default [`ForwardedHost::None`]: nothing, so nothing a client says
+    /// about its host reaches the upstream outside the cache key.
+    pub forwarded_host: ForwardedHost,
     /// Obey clients' request directives (`no-cache`, `max-age`,
     /// `max-stale`, ...). Default `false`, as CDNs do: otherwise any client
     /// can make the gateway refetch and replace a fresh entry at will.
@@ -202,6 +260,25 @@ pub struct ProxyOptions {
     pub stale_if_disconnected: Duration,
 }
 
+/// What the gateway tells the upstream about the host the client asked
+/// for, in `X-Forwarded-Host` (origins that build absolute URLs read it:
+/// Rails, Django with `USE_X_FORWARDED_HOST`, Express with `trust proxy`).
+/// Whatever it tells is either fixed or part of the cache key, so no
+/// client's made-up host is ever stored for another client.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ForwardedHost {
+    /// Nothing (with [`ProxyOptions::preserve_host`], the client's host
+    /// goes in `Host` and `X-Forwarded-Host`, and the cache varies on it).
+    #[default]
+    None,
+    /// This value, whatever the client sent: one public site.
+    Fixed(HeaderValue),
+    /// The client's `Host`, validated and normalised; the cache then
+    /// varies on `Host` (one variant per host, a hit costs one more
+    /// lookup).
+    Client,
+}
+
 /// The default [`ProxyOptions::stale_if_disconnected`]: an hour.
 pub const DEFAULT_STALE_IF_DISCONNECTED: Duration = Duration::from_secs(3600);
 
@@ -213,7 +290,7 @@ impl ProxyOptions {
     /// holds the path and query only, so the policy also varies on `Host`:
     /// one host's pages are never served for another's.
     pub fn cache_policy(&self) -> CachePolicy {
-        if self.preserve_host || self.forwarded_host.is_none() {
+        if self.preserve_host || self.forwarded_host == ForwardedHost::Client {
             CachePolicy::origin().vary(header::HOST)
         } else {
             CachePolicy::origin()
@@ -238,7 +315,7 @@ impl Default for ProxyOptions {
         Self {
             timeout: DEFAULT_TIMEOUT,
             preserve_host: false,
-            forwarded_host: None,
+            forwarded_host: ForwardedHost::None,
             honour_request_directives: false,
             targeted_fields: vec![TargetedField::Strata, TargetedField::Cdn],
             stale_if_disconnected: DEFAULT_STALE_IF_DISCONNECTED,
@@ -393,8 +470,35 @@ impl Proxy {
         };
         // Logged without the query, which may carry tokens.
         let path = request.uri().path().to_owned();
-        let sent = tokio::time::timeout(shared.options.timeout, shared.client.request(request));
-        match sent.await {
+        let started = std::time::Instant::now();
+        // A GET or HEAD without content can be sent again as it was: kept,
+        // in case a pooled connection the upstream had closed fails it.
+        let replay = (matches!(method, axum::http::Method::GET | axum::http::Method::HEAD)
+            && !request.headers().contains_key(header::CONTENT_LENGTH)
+            && !request.headers().contains_key(header::TRANSFER_ENCODING))
+        .then(|| (request.uri().clone(), request.headers().clone()));
+        let sent = tokio::time::timeout(shared.options.timeout, async {
+            match shared.client.request(request).await {
+                // Not a refused connection: the request went out on a pooled
+                // connection the upstream closed meanwhile (its idle timeout
+                // raced ours). Idempotent and whole at hand: once more, on a
+                // fresh connection.
+                Err(error) if !error.is_connect() && replay.is_some() => {
+                    tracing::debug!(
+                        target: "gateway", %method, %path, error = %ErrorChain(&error),
+                        "upstream connection failed; retrying once"
+                    );
+                    let (uri, headers) = replay.unwrap_or_default();
+                    let mut again = Request::new(Body::empty());
+                    *again.method_mut() = method.clone();
+                    *again.uri_mut() = uri;
+                    *again.headers_mut() = headers;
+                    shared.client.request(again).await
+                }
+                other => other,
+            }
+        });
+        let mut response = match sent.await {
             Ok(Ok(response)) => downstream_response(response.map(Body::new)),
             Ok(Err(error)) => {
                 tracing::warn!(
@@ -418,7 +522,11 @@ impl Proxy {
                     "upstream timed out",
                 ))
             }
-        }
+        };
+        response
+            .extensions_mut()
+            .insert(UpstreamTime(started.elapsed()));
+        response
     }
 }
 
@@ -485,14 +593,14 @@ impl Shared {
             headers.insert(X_FORWARDED_FOR, ip);
         }
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-        match (&self.options.forwarded_host, client_host) {
-            (Some(fixed), _) => {
-                headers.insert(X_FORWARDED_HOST, fixed.clone());
-            }
-            (None, Some(client_host)) => {
-                headers.insert(X_FORWARDED_HOST, client_host);
-            }
-            (None, None) => {}
+        let told = match &self.options.forwarded_host {
+            ForwardedHost::Fixed(fixed) => Some(fixed.clone()),
+            ForwardedHost::Client => client_host,
+            ForwardedHost::None if self.options.preserve_host => client_host,
+            ForwardedHost::None => None,
+        };
+        if let Some(host) = told {
+            headers.insert(X_FORWARDED_HOST, host);
         }
         headers.append(header::VIA, via_value(client_version));
         Some(Request::from_parts(parts, body))

@@ -69,6 +69,27 @@ impl NotStored {
         }
     }
 
+    /// Whether the URL's responses are likely all alike in this, so later
+    /// requests should pass by the single flight instead of queueing
+    /// behind one another (Varnish's hit-for-pass): the response said
+    /// `private`, `no-store` or `no-cache` (without a validator), or
+    /// `Vary: *`. Not for what depends on the request (a user,
+    /// `Authorization`, a cookie) or on the moment (an error, a size).
+    pub(crate) fn teaches_pass(self) -> bool {
+        matches!(
+            self,
+            Self::Private
+                | Self::NoStore
+                | Self::NoCache
+                | Self::VaryStar
+                | Self::Rfc(
+                    crate::rfc9111::NotStorable::Private
+                        | crate::rfc9111::NotStorable::NoStore
+                        | crate::rfc9111::NotStorable::VaryAny
+                )
+        )
+    }
+
     /// Whether the response, passed on unstored, should still carry the
     /// route policy's `Cache-Control`: not when the response said
     /// something of its own that the policy must not override, or when it

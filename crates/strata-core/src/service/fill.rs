@@ -63,6 +63,9 @@ where
             if why == NotStored::Anonymous {
                 shared.note_anonymous_private();
             }
+            if why.teaches_pass() {
+                remember_pass(shared, &ctx, response.status()).await;
+            }
             if why == NotStored::Anonymous && ctx.mode != Mode::Bypass {
                 // Learn that the URL is per-user: later anonymous requests
                 // then pass by, and users go to their own variants.
@@ -229,7 +232,10 @@ where
         head: ctx.head,
     };
     // Not zero when an upstream said how old its response already was.
-    let response = answer.entry(&entry, entry.age(now), served);
+    let mut response = answer.entry(&entry, entry.age(now), served);
+    // The service's extensions go on with the answer it made (a stored
+    // copy keeps none: hits carry only what the cache adds).
+    response.extensions_mut().extend(head_parts.extensions);
     let filled = Arc::new(Filled {
         entry,
         rule,
