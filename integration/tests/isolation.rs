@@ -617,3 +617,39 @@ async fn a_per_user_rule_expires_on_the_cache_clock_and_empty_users_are_anonymou
     assert_eq!(header(&again, "cache-status"), "strata; hit");
     assert_eq!(again.text().await.unwrap(), "for anonymous");
 }
+
+/// A user's own answer varies on what tells users apart (by default
+/// `Authorization` and `Cookie`), on the miss and on hits, so a browser's
+/// cache never shows it to the next user of the same browser; shared
+/// answers do not.
+#[tokio::test]
+async fn private_answers_vary_on_the_fields_that_tell_users_apart() {
+    let cache = Cache::builder().user(user_from_header).build();
+    let app = Router::new()
+        .route(
+            "/mine",
+            get(|| async { "mine" }).layer(CachePolicy::private(Duration::from_secs(60))),
+        )
+        .route(
+            "/shared",
+            get(|| async { "shared" }).layer(CachePolicy::public(Duration::from_secs(60))),
+        )
+        .layer(cache.layer());
+    let server = TestServer::start(app).await;
+    for expected in ["strata; fwd=uri-miss; stored", "strata; hit"] {
+        let response = server.get_as("/mine", "7").send().await.unwrap();
+        assert_eq!(header(&response, "cache-status"), expected);
+        let vary: Vec<_> = response.headers().get_all("vary").iter().collect();
+        assert!(
+            vary.iter()
+                .any(|v| v.to_str().unwrap() == "authorization, cookie"),
+            "{expected}: {vary:?}"
+        );
+        let shared = server.get("/shared").send().await.unwrap();
+        assert!(
+            shared.headers().get("vary").is_none(),
+            "{:?}",
+            shared.headers()
+        );
+    }
+}

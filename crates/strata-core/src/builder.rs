@@ -44,6 +44,7 @@ pub struct CacheBuilder {
     request_directives: bool,
     emit_surrogate_keys: bool,
     targets: Targets,
+    user_vary: Option<http::HeaderValue>,
     stale_if_disconnected: Duration,
     compression: Option<Compression>,
     on_invalidate: Option<InvalidationHook>,
@@ -76,6 +77,7 @@ impl Default for CacheBuilder {
             request_directives: false,
             emit_surrogate_keys: false,
             targets: Targets::default(),
+            user_vary: Some(http::HeaderValue::from_static("authorization, cookie")),
             stale_if_disconnected: Duration::ZERO,
             compression: None,
             on_invalidate: None,
@@ -139,6 +141,42 @@ impl CacheBuilder {
         F: Fn(&http::request::Parts) -> Option<String> + Send + Sync + 'static,
     {
         self.user_resolver(resolver)
+    }
+
+    /// The request fields the user resolver reads, which every user's own
+    /// (private) answer names in `Vary`, so that a browser's cache, or any
+    /// cache downstream, never shows one user's page to the next user of
+    /// the same browser (default `Authorization` and `Cookie`). An empty
+    /// list adds nothing. The cache itself keys private entries by the
+    /// user, not by these fields.
+    ///
+    /// ```
+    /// use strata::Cache;
+    ///
+    /// let cache = Cache::builder()
+    ///     .user(|parts| parts.headers.get("x-session")?.to_str().ok().map(str::to_owned))
+    ///     .user_vary(["x-session"])
+    ///     .build();
+    /// # let _ = cache;
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When a name is not a valid header name.
+    pub fn user_vary<'a>(mut self, names: impl IntoIterator<Item = &'a str>) -> Self {
+        let names: Vec<String> = names
+            .into_iter()
+            .map(|name| {
+                http::HeaderName::from_bytes(name.trim().as_bytes())
+                    .unwrap_or_else(|_| panic!("user_vary: {name:?} is not a header name"))
+                    .as_str()
+                    .to_owned()
+            })
+            .collect();
+        self.user_vary = (!names.is_empty())
+            .then(|| http::HeaderValue::from_str(&names.join(", ")))
+            .and_then(Result::ok);
+        self
     }
 
     /// As [`user`](Self::user), for any [`UserResolver`].
@@ -364,6 +402,7 @@ impl CacheBuilder {
             request_directives: self.request_directives,
             emit_surrogate_keys: self.emit_surrogate_keys,
             targets: self.targets,
+            user_vary: self.user_vary,
             stale_if_disconnected: self.stale_if_disconnected,
             compression: self.compression,
             on_invalidate: self.on_invalidate,

@@ -305,13 +305,20 @@ impl Entry {
             }
             EntryKind::Value(value) => cost::heap(value.len()),
         };
-        let labels = self.tags.len() + usize::from(self.user.is_some()) + 1;
+        // The invalidation index holds each label (the path, the user,
+        // each tag) once, as a copy: a long one costs its length, which a
+        // flat figure would leave uncounted (30 KB paths).
+        let labels = std::iter::once(crate::key::path_of(&self.name))
+            .chain(self.user.as_deref())
+            .chain(self.tags.iter().map(String::as_str))
+            .map(cost::index_label)
+            .sum::<usize>();
         cost::heap(cost::ARC_HEADER + size_of::<Self>())
             + cost::heap(cost::ARC_HEADER + self.key.len())
             + strings
             + payload
             + cost::STORE_ENTRY
-            + labels * cost::INDEX_LABEL
+            + labels
     }
 }
 

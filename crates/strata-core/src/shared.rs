@@ -96,6 +96,9 @@ pub(crate) struct Shared {
     /// Whether clients' `Cache-Control` (and `Pragma`) request directives
     /// are obeyed.
     pub(crate) request_directives: bool,
+    /// The `Vary` every user's own (private) answer carries: the request
+    /// fields the user resolver reads (`None`: none).
+    pub(crate) user_vary: Option<http::HeaderValue>,
     /// The targeted cache-control fields this cache obeys (RFC 9213).
     pub(crate) targets: crate::rfc9111::Targets,
     /// How stale a stored response may answer when the origin cannot be

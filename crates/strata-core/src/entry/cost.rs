@@ -59,6 +59,19 @@ pub(super) const STORE_ENTRY: usize = 420;
 /// 90 is between the two, as labels of both kinds are common.
 pub(super) const INDEX_LABEL: usize = 90;
 
+/// What the index slot of a label costs besides the label's copy: chosen
+/// so that a label of up to 24 bytes (one 32-byte chunk) costs exactly
+/// [`INDEX_LABEL`], the measured average.
+const INDEX_SLOT: usize = INDEX_LABEL - 32;
+
+/// The index's cost for one label of an entry: [`INDEX_LABEL`], or the
+/// slot and the label's copy at its real length when that is more (a
+/// label longer than a few dozen bytes), so a store full of long paths
+/// stays within its byte budget.
+pub(super) fn index_label(label: &str) -> usize {
+    INDEX_LABEL.max(INDEX_SLOT + heap(label.len()))
+}
+
 /// What the allocator takes for a request of `n` bytes: glibc's
 /// malloc adds an 8-byte header and rounds up to 16, 32 at least.
 /// Nothing for `n == 0`, which does not allocate.

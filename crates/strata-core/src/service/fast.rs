@@ -72,7 +72,7 @@ pub(crate) fn fast_path<B>(shared: &Shared, parts: &Parts, primary: &str) -> Fas
     bump(&shared.stats.hits);
     tracing::trace!(target: "strata", key = %KeyDigest(primary), outcome = "hit", layer = "memory");
     let answer = Answer {
-        stats: &shared.stats,
+        shared,
         request: &parts.headers,
         head: parts.method == Method::HEAD,
     };

@@ -227,7 +227,7 @@ where
         Served::Fetched(fwd)
     };
     let answer = Answer {
-        stats: &shared.stats,
+        shared,
         request: &ctx.request_headers,
         head: ctx.head,
     };

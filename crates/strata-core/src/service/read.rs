@@ -70,7 +70,7 @@ where
             break Settled::fill(start, Fwd::UriMiss, None, None, Fallback::NONE);
         }
         let answer = Answer {
-            stats: &shared.stats,
+            shared: &shared,
             request: &parts.headers,
             head,
         };
@@ -225,7 +225,7 @@ where
             leader.complete(Outcome::Unshareable);
         }
         let answer = Answer {
-            stats: &shared.stats,
+            shared: &shared,
             request: &request_headers,
             head,
         };

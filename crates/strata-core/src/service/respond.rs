@@ -16,14 +16,15 @@ use crate::conditional::is_not_modified;
 use crate::entry::{CachedResponse, Entry};
 use crate::range::{self, Wanted};
 use crate::rfc9111;
-use crate::stats::{Stats, bump};
+use crate::shared::Shared;
+use crate::stats::bump;
 use crate::status::{self, Served};
 
 /// Who is being answered: the request's headers (for its validators) and
 /// whether it is a HEAD.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Answer<'a> {
-    pub(crate) stats: &'a Stats,
+    pub(crate) shared: &'a Shared,
     pub(crate) request: &'a HeaderMap,
     pub(crate) head: bool,
 }
@@ -39,7 +40,20 @@ impl Answer<'_> {
         served: Served,
     ) -> Response<CacheBody<B>> {
         match entry.response() {
-            Some(stored) => self.stored(stored, age, served),
+            Some(stored) => {
+                let mut response = self.stored(stored, age, served);
+                // A user's own copy: a browser (or any cache downstream)
+                // must not show it to the next user of the same client,
+                // so it varies on what tells the users apart.
+                if entry.user.is_some()
+                    && let Some(vary) = &self.shared.user_vary
+                {
+                    response
+                        .headers_mut()
+                        .append(http::header::VARY, vary.clone());
+                }
+                response
+            }
             None => {
                 tracing::error!("a lookup tried to serve an entry that holds no response");
                 let mut response = Response::new(CacheBody::empty());
@@ -73,7 +87,7 @@ impl Answer<'_> {
             && stored.status().is_success()
             && is_not_modified(self.request, stored.etag(), Some(stored.last_modified()))
         {
-            bump(&self.stats.not_modified);
+            bump(&self.shared.stats.not_modified);
             let mut response = Response::new(CacheBody::empty());
             *response.status_mut() = StatusCode::NOT_MODIFIED;
             let headers = response.headers_mut();

@@ -30,7 +30,7 @@ pub(crate) async fn not_modified<B>(
 ) -> (Response<CacheBody<B>>, Outcome) {
     ctx.tally(&shared.stats.misses);
     let answer = Answer {
-        stats: &shared.stats,
+        shared,
         request: &ctx.request_headers,
         head: ctx.head,
     };
