@@ -186,6 +186,13 @@ async fn client_request(
         (Some(_), Some(_)) => return error_response(StatusCode::BAD_REQUEST, "more than one Host"),
     }
     remove_hop_by_hop(headers);
+    remove_forwarding_fields(headers);
+    next.run(request).await
+}
+
+/// Removes `X-Forwarded-For`, `X-Forwarded-Host`, `X-Forwarded-Proto`
+/// and `Forwarded`: only the gateway speaks for the gateway.
+fn remove_forwarding_fields(headers: &mut axum::http::HeaderMap) {
     for name in [
         &X_FORWARDED_FOR,
         &X_FORWARDED_HOST,
@@ -194,7 +201,6 @@ async fn client_request(
     ] {
         headers.remove(name);
     }
-    next.run(request).await
 }
 
 /// `host` as one spelling of it: a valid `host[:port]` (RFC 9110 §7.2: an
@@ -579,14 +585,7 @@ impl Shared {
         // The gateway's own forwarding fields, never the client's: what
         // the upstream learns about the client is what the cache keys by
         // (see `ProxyOptions::forwarded_host`).
-        for name in [
-            &X_FORWARDED_FOR,
-            &X_FORWARDED_HOST,
-            &X_FORWARDED_PROTO,
-            &FORWARDED,
-        ] {
-            headers.remove(name);
-        }
+        remove_forwarding_fields(headers);
         if let Some(ip) = client_ip
             && let Ok(ip) = HeaderValue::from_str(&ip.to_string())
         {

@@ -2,26 +2,11 @@
 //! a thread-local subscriber sees events only when no other test in the
 //! process has the same callsites cached as uninteresting.)
 
+mod common;
 mod gateway_support;
 
-use std::io::Write;
-
+use common::Captured;
 use gateway_support::*;
-
-/// Collects what the fmt subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// One access line per request: method, path without its query, status,
 /// `Cache-Status`, the upstream's time (`-` on a hit).
@@ -38,7 +23,7 @@ async fn every_request_leaves_one_access_line() {
 
     let t = setup().await;
     t.stored("/r/logged?cc=max-age=60&token=secret").await;
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     let lines: Vec<&str> = log
         .lines()
         .filter(|line| line.contains("gateway::access"))

@@ -3,29 +3,12 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::{Router, routing::get};
-use common::{TestServer, user_from_header};
+use common::{Captured, TestServer, user_from_header};
 use strata::{Cache, CachePolicy};
 use tracing_subscriber::fmt::format::FmtSpan;
-
-/// Collects what the fmt subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn each_decision_is_traced_with_a_key_digest_and_no_user_or_body() {
@@ -61,7 +44,7 @@ async fn each_decision_is_traced_with_a_key_digest_and_no_user_or_body() {
     server.get("/plain").send().await.unwrap();
     server.get("/plain").send().await.unwrap();
 
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     let decisions: Vec<&str> = log.lines().filter(|line| line.contains("strata")).collect();
     let has = |needle: &str| decisions.iter().any(|line| line.contains(needle));
     assert!(has("outcome=\"miss\"") || has("outcome=miss"), "{log}");
@@ -123,7 +106,7 @@ async fn a_plain_fmt_subscriber_at_strata_debug_shows_decisions_and_invalidation
     let dropped = cache.handle().invalidate_tag("secret-tag").await.unwrap();
     assert_eq!(dropped, 1);
 
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     let events: Vec<&str> = log.lines().collect();
     let has = |needles: &[&str]| {
         events

@@ -242,26 +242,36 @@ fn push_normalized(out: &mut String, path: &str, query: &str) {
 
 /// Undoes [`push_escaped`]; malformed escapes are kept as they are.
 fn unescape(escaped: &str) -> String {
-    let bytes = escaped.as_bytes();
+    String::from_utf8_lossy(&percent_decode(escaped.as_bytes(), false)).into_owned()
+}
+
+/// `%XX` escapes decoded (a malformed one kept as it is), and `+` read as
+/// a space when `plus_is_space` (form encoding).
+fn percent_decode(bytes: &[u8], plus_is_space: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let decoded = (bytes[i] == b'%')
-            .then(|| escaped.get(i + 1..i + 3))
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
             .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
             .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match decoded {
-            Some(byte) => {
+        match (escaped, bytes[i]) {
+            (Some(byte), _) => {
                 out.push(byte);
                 i += 3;
             }
-            None => {
-                out.push(bytes[i]);
+            (None, b'+') if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, byte) => {
+                out.push(byte);
                 i += 1;
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 fn name_of(pair: &str) -> &str {
@@ -273,33 +283,11 @@ fn name_of(pair: &str) -> &str {
 /// Borrowed when there is nothing to decode.
 fn decoded_name(pair: &str) -> std::borrow::Cow<'_, [u8]> {
     let name = name_of(pair).as_bytes();
-    if !name.iter().any(|&b| b == b'%' || b == b'+') {
-        return std::borrow::Cow::Borrowed(name);
+    if name.iter().any(|&b| b == b'%' || b == b'+') {
+        std::borrow::Cow::Owned(percent_decode(name, true))
+    } else {
+        std::borrow::Cow::Borrowed(name)
     }
-    let mut out = Vec::with_capacity(name.len());
-    let mut i = 0;
-    while i < name.len() {
-        let escaped = (name[i] == b'%')
-            .then(|| name.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match (escaped, name[i]) {
-            (Some(byte), _) => {
-                out.push(byte);
-                i += 3;
-            }
-            (None, b'+') => {
-                out.push(b' ');
-                i += 1;
-            }
-            (None, byte) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    std::borrow::Cow::Owned(out)
 }
 
 /// Appends `bytes`, percent-encoding `#`, `%`, `:` and anything that is not
