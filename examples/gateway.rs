@@ -45,6 +45,7 @@
 //! | `PRESERVE_HOST` | `false` | `true`: send the client's `Host` upstream instead of the upstream's authority |
 //! | `FORWARDED_HOST` | none | what `X-Forwarded-Host` tells the upstream: unset, nothing (with `PRESERVE_HOST=true`, the client's host); a host name, that fixed value; `client`, the client's `Host` (validated, normalised), and the cache then varies on `Host`. A client's made-up host never reaches another client |
 //! | `HONOUR_REQUEST_DIRECTIVES` | `false` | `true`: obey clients' `Cache-Control` request directives (`no-cache`, `max-age`, `max-stale`, `only-if-cached`, ...); off, as on CDNs, so no client can make the gateway refetch and replace a fresh entry |
+//! | `STALE_IF_DISCONNECTED_S` | `3600` | how stale a stored copy may answer while the upstream is out of reach (`0`: never); copies that forbid it get a 504 instead |
 //! | `CACHE_ENV` | `development` | the key prefix's environment (`gateway:<env>:`) |
 //! | `USE_REDIS_CACHE` | off | `true`: memory in front of Redis (tiered store) |
 //! | `REDIS_URL` | none | the Redis to use with `USE_REDIS_CACHE=true`, e.g. `redis://127.0.0.1:6379/1` |
@@ -164,6 +165,18 @@ fn settings_from_env() -> Result<Settings, Box<dyn Error>> {
         ),
         Err(_) => ForwardedHost::None,
     };
+    let stale_if_disconnected = match std::env::var("STALE_IF_DISCONNECTED_S") {
+        Ok(value) => match value.trim().parse::<u64>() {
+            Ok(seconds) => Duration::from_secs(seconds),
+            Err(_) => {
+                return Err(format!(
+                    "STALE_IF_DISCONNECTED_S={value:?} is not a whole number of seconds"
+                )
+                .into());
+            }
+        },
+        Err(_) => proxy::DEFAULT_STALE_IF_DISCONNECTED,
+    };
     let honour_request_directives = match std::env::var("HONOUR_REQUEST_DIRECTIVES") {
         Ok(value) => parse_bool("HONOUR_REQUEST_DIRECTIVES", &value)?,
         Err(_) => false,
@@ -180,6 +193,7 @@ fn settings_from_env() -> Result<Settings, Box<dyn Error>> {
             preserve_host,
             forwarded_host,
             honour_request_directives,
+            stale_if_disconnected,
             ..ProxyOptions::default()
         },
         config,

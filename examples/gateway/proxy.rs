@@ -96,6 +96,9 @@ pub struct UpstreamTime(pub Duration);
 /// (without the query, which may carry tokens), status, `Cache-Status`,
 /// the upstream's time (`-` when the cache answered) and the total.
 async fn access_log(request: Request<Body>, next: axum::middleware::Next) -> Response<Body> {
+    if !tracing::enabled!(target: "gateway::access", tracing::Level::INFO) {
+        return next.run(request).await;
+    }
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let started = std::time::Instant::now();
@@ -178,7 +181,8 @@ async fn client_request(
     match (hosts.next(), hosts.next()) {
         (None, _) => {}
         (Some(host), None) => match normalized_host(host) {
-            Some(host) => {
+            Some(Normalized::AsSent) => {}
+            Some(Normalized::Rewritten(host)) => {
                 headers.insert(header::HOST, host);
             }
             None => return error_response(StatusCode::BAD_REQUEST, "invalid Host"),
@@ -206,7 +210,7 @@ fn remove_forwarding_fields(headers: &mut axum::http::HeaderMap) {
 /// `host` as one spelling of it: a valid `host[:port]` (RFC 9110 §7.2: an
 /// authority without user info), lowercased, without the default port
 /// `:80`; `None` when it is not one.
-fn normalized_host(host: &HeaderValue) -> Option<HeaderValue> {
+fn normalized_host(host: &HeaderValue) -> Option<Normalized> {
     let text = host.to_str().ok()?;
     if text.is_empty() || text.contains('@') {
         return None;
@@ -226,12 +230,27 @@ fn normalized_host(host: &HeaderValue) -> Option<HeaderValue> {
     if !name_ok || authority.as_str().ends_with(':') {
         return None;
     }
+    let default_port = authority.port_u16() == Some(80);
+    if !default_port && !name.bytes().any(|b| b.is_ascii_uppercase()) {
+        // The common case: already one spelling, nothing to allocate.
+        return Some(Normalized::AsSent);
+    }
     let mut normalized = name.to_ascii_lowercase();
     if let Some(port) = authority.port_u16().filter(|&port| port != 80) {
         normalized.push(':');
         normalized.push_str(&port.to_string());
     }
-    HeaderValue::from_str(&normalized).ok()
+    HeaderValue::from_str(&normalized)
+        .ok()
+        .map(Normalized::Rewritten)
+}
+
+/// What [`normalized_host`] made of a valid `Host`.
+enum Normalized {
+    /// Already in its one spelling.
+    AsSent,
+    /// Rewritten (lowercased, `:80` dropped).
+    Rewritten(HeaderValue),
 }
 
 /// How the proxy treats requests; [`Default`] is what the example uses when
