@@ -164,16 +164,15 @@ async fn client_request(
     mut request: Request<Body>,
     next: axum::middleware::Next,
 ) -> Response<Body> {
-    let authority_host = request
-        .uri()
-        .authority()
-        .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok());
-    let headers = request.headers_mut();
-    if !headers.contains_key(header::HOST)
-        && let Some(host) = authority_host
+    if !request.headers().contains_key(header::HOST)
+        && let Some(host) = request
+            .uri()
+            .authority()
+            .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok())
     {
-        headers.insert(header::HOST, host);
+        request.headers_mut().insert(header::HOST, host);
     }
+    let headers = request.headers_mut();
     let mut hosts = headers.get_all(header::HOST).iter();
     match (hosts.next(), hosts.next()) {
         (None, _) => {}
